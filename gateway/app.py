@@ -1,0 +1,96 @@
+"""The gateway application: ``create_app(settings)`` builds it, ``main()`` runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway import admin, public
+from gateway.errors import error_middleware, json_error
+from gateway.heartbeats import HeartbeatBuffer
+from gateway.joiner import JoinCoalescer
+from gateway.state import GATEWAY, Gateway
+from waitroom.redis_conn import make_redis
+from waitroom.scripts import register_scripts
+from waitroom.settings import Settings, SettingsError
+from waitroom.tokens import AdmissionSigner
+from waitroom.viewstore import ViewStore
+
+log = logging.getLogger(__name__)
+SETTINGS = web.AppKey("settings", Settings)
+
+
+async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Redis, the views, the heartbeat flusher and the join batcher: set up, yield, drain."""
+    settings = app[SETTINGS]
+    redis = make_redis(settings.redis_url, max_connections=256)
+    scripts = register_scripts(redis)
+    store = ViewStore(redis)
+    heartbeats = HeartbeatBuffer(redis)
+    gw = Gateway(
+        settings=settings,
+        redis=redis,
+        scripts=scripts,
+        store=store,
+        heartbeats=heartbeats,
+        joiner=JoinCoalescer(scripts, settings.join_limit, settings.join_window_s * 1000),
+        signer=AdmissionSigner.from_settings(settings),
+        ticket_secret=settings.ticket_secret_bytes(),
+    )
+    app[GATEWAY] = gw
+    stop = asyncio.Event()
+    try:
+        await store.refresh()
+    except Exception as exc:  # start anyway: /readyz says 503 until Redis is back
+        log.warning("redis not reachable at start-up: %s", exc)
+    tasks = [
+        asyncio.create_task(store.run(settings.refresh_interval_s, stop), name="views"),
+        asyncio.create_task(heartbeats.run(settings.heartbeat_flush_s, stop), name="heartbeats"),
+    ]
+    yield
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await gw.joiner.drain()
+    try:
+        await heartbeats.flush()
+    except Exception as exc:  # shutting down: say what is lost, and go
+        log.warning("%d heartbeats not written at shutdown: %s", heartbeats.pending(), exc)
+    await redis.aclose()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when Redis answers (views fresh) and the queue service has a leader."""
+    gw = request.app[GATEWAY]
+    fresh = gw.store.age_s() <= gw.settings.stale_after_s
+    if not fresh:
+        return json_error(503, "unavailable", reason="redis", headers={"Retry-After": "2"})
+    if not gw.store.leader:
+        return json_error(
+            503, "unavailable", reason="no_queue_leader", headers={"Retry-After": "2"}
+        )
+    return web.json_response({"status": "ready", "queue_leader": gw.store.leader})
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the gateway for ``settings``; every long-lived resource is a cleanup context."""
+    if settings.admin_token is None:
+        raise SettingsError("WAITROOM_ADMIN_TOKEN is required: the admin API never runs open")
+    settings.ticket_secret_bytes()
+    settings.signing_key_bytes()
+    app = web.Application(
+        middlewares=[error_middleware, admin.admin_auth], client_max_size=64 * 1024
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_gateway_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.add_routes(public.routes)
+    app.add_routes(admin.routes)
+    return app

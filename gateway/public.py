@@ -1,0 +1,260 @@
+"""The public API: event status, join, poll (the heartbeat), leave."""
+
+from __future__ import annotations
+
+import math
+
+from aiohttp import web
+
+from gateway.errors import json_error, unavailable
+from gateway.state import GATEWAY, Gateway
+from waitroom import ticket_ids
+from waitroom.events import check_event_id, public_event
+from waitroom.keys import EventKeys
+from waitroom.schedule import EventState
+from waitroom.tickets import JoinCode, LeaveOutcome, leave, requeue
+from waitroom.view import EventView, Resolution, TicketStatus
+
+COOKIE_PREFIX = "wr_"
+SOON_POLL_MS = 2000
+MIN_POLL_MS = 1000
+
+routes = web.RouteTableDef()
+
+
+def cookie_name(event_id: str) -> str:
+    return COOKIE_PREFIX + event_id
+
+
+async def _view(gw: Gateway, event_id: str) -> EventView:
+    """The event's view; an event created a moment ago elsewhere is fetched once."""
+    view = gw.store.views.get(event_id)
+    if view is None:
+        try:
+            check_event_id(event_id)
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        view = await gw.store.refresh_event(event_id)
+        if view is None:
+            raise LookupError(event_id)
+    return view
+
+
+def _unknown_event() -> web.Response:
+    return json_error(404, "unknown_event")
+
+
+def _client_key(request: web.Request, gw: Gateway) -> str:
+    if gw.settings.trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        first = forwarded.split(",")[0].strip()
+        if first:
+            return first
+    return request.remote or "unknown"
+
+
+def _poll_after_ms(gw: Gateway, view: EventView, res: Resolution, now_ms: int) -> int:
+    wish = min(gw.settings.poll_after_ms, view.config.heartbeat_timeout_ms // 4)
+    if res.status is TicketStatus.PREQUEUE:
+        until_open = view.config.opens_ms - now_ms
+        if 0 < until_open < wish:
+            wish = until_open + 500
+    elif res.eta_ms is not None and res.eta_ms < wish * 2:
+        wish = min(wish, SOON_POLL_MS)
+    return max(MIN_POLL_MS, wish)
+
+
+def _admission(
+    gw: Gateway, view: EventView, ticket_id: str, arrival: int, admitted_at_ms: int
+) -> dict[str, object]:
+    expires_ms = admitted_at_ms + view.config.session_ttl_ms
+    cache_key = (view.event_id, arrival, admitted_at_ms)
+    token = gw.tokens.get(cache_key)
+    if token is None:
+        if len(gw.tokens) > 100_000:
+            gw.tokens.clear()
+        token = gw.signer.sign(
+            view.event_id, ticket_id, arrival, admitted_at_ms // 1000, math.ceil(expires_ms / 1000)
+        )
+        gw.tokens[cache_key] = token
+    return {
+        "token": token,
+        "expires_at": view.config.iso(expires_ms),
+        "redirect": f"/register/{view.event_id}/",
+    }
+
+
+def ticket_body(
+    gw: Gateway, view: EventView, ticket_id: str, arrival: int, res: Resolution, now_ms: int
+) -> dict[str, object]:
+    """The contract's ticket object."""
+    eta_s = None if res.eta_ms is None else math.ceil(res.eta_ms / 1000)
+    admission = None
+    if res.status is TicketStatus.ADMITTED and res.admitted_at_ms is not None:
+        admission = _admission(gw, view, ticket_id, arrival, res.admitted_at_ms)
+    return {
+        "ticket_id": ticket_id,
+        "event_id": view.event_id,
+        "status": res.status.value,
+        "position": res.position,
+        "eta_seconds": eta_s,
+        "eta_at": None if res.eta_ms is None else view.config.iso(now_ms + res.eta_ms),
+        "poll_after_ms": _poll_after_ms(gw, view, res, now_ms),
+        "requeued": res.requeued,
+        "admission": admission,
+        "arrival": arrival,
+    }
+
+
+async def _resolve(gw: Gateway, view: EventView, arrival: int, now_ms: int) -> Resolution:
+    """Resolve from memory; a ticket that lost priority is put back in line (one write)."""
+    res = view.resolve(arrival, now_ms)
+    if res.lost_priority:
+        code, line = await requeue(gw.scripts, view.event_id, arrival)
+        if code == 2:
+            return Resolution(TicketStatus.CLOSED, requeued=True)
+        if line > 0:
+            view.apply_log([f"R {arrival} {line}"], local=True)
+        res = view.resolve(arrival, now_ms)
+    if res.status in (TicketStatus.PREQUEUE, TicketStatus.WAITING):
+        gw.heartbeats.beat(view.event_id, arrival, now_ms)
+    return res
+
+
+def _live_cookie_ticket(
+    request: web.Request, gw: Gateway, view: EventView, now_ms: int
+) -> tuple[str, int, Resolution] | None:
+    ticket_id = request.cookies.get(cookie_name(view.event_id))
+    if not ticket_id:
+        return None
+    try:
+        arrival, raw = ticket_ids.parse(ticket_id)
+    except ticket_ids.BadTicketId:
+        return None
+    if not ticket_ids.verify(gw.ticket_key(view), raw):
+        return None
+    res = view.resolve(arrival, now_ms)
+    if res.status in (TicketStatus.DONE, TicketStatus.CLOSED):
+        return None
+    return ticket_id, arrival, res
+
+
+@routes.get("/api/v1/events/{event_id}")
+async def get_event(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    try:
+        view = await _view(gw, request.match_info["event_id"])
+    except LookupError:
+        return _unknown_event()
+    return web.json_response(public_event(view, gw.store.clock.now_ms()))
+
+
+@routes.post("/api/v1/events/{event_id}/tickets")
+async def join(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    try:
+        view = await _view(gw, request.match_info["event_id"])
+    except LookupError:
+        return _unknown_event()
+    now_ms = gw.store.clock.now_ms()
+    existing = _live_cookie_ticket(request, gw, view, now_ms)
+    if existing is not None:
+        ticket_id, arrival, _ = existing
+        res = await _resolve(gw, view, arrival, now_ms)
+        return web.json_response(ticket_body(gw, view, ticket_id, arrival, res, now_ms))
+    state = view.state(now_ms)
+    if state is EventState.SCHEDULED:
+        return json_error(
+            409, "not_open", waiting_room_opens_at=view.config.iso(view.config.wro_ms)
+        )
+    if state is EventState.CLOSED:
+        return json_error(409, "closed")
+    if gw.store.age_s() > gw.settings.stale_after_s:
+        return unavailable()
+    result = await gw.joiner.join(view.event_id, _client_key(request, gw))
+    if result.code is JoinCode.NOT_OPEN:
+        return json_error(
+            409, "not_open", waiting_room_opens_at=view.config.iso(view.config.wro_ms)
+        )
+    if result.code is JoinCode.CLOSED:
+        return json_error(409, "closed")
+    if result.code is JoinCode.UNKNOWN_EVENT:
+        return _unknown_event()
+    if result.code is JoinCode.RATE_LIMITED:
+        retry_s = max(1, math.ceil(result.retry_after_ms / 1000))
+        return json_error(429, "rate_limited", headers={"Retry-After": str(retry_s)})
+    ticket_id = ticket_ids.encode(gw.ticket_key(view), result.arrival)
+    view.seq = max(view.seq, result.arrival)
+    if result.admitted:
+        res = Resolution(TicketStatus.ADMITTED, admitted_at_ms=result.now_ms)
+    else:
+        res = view.resolve(result.arrival, result.now_ms)
+    response = web.json_response(
+        ticket_body(gw, view, ticket_id, result.arrival, res, result.now_ms), status=201
+    )
+    max_age = max(60, (view.config.closes_ms + view.config.session_ttl_ms - now_ms) // 1000)
+    response.set_cookie(
+        cookie_name(view.event_id),
+        ticket_id,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
+
+
+async def _ticket(
+    request: web.Request,
+) -> tuple[Gateway, EventView, str, int] | web.Response:
+    """Parse and check the ticket of a ticket URL, or the error response to send."""
+    gw = request.app[GATEWAY]
+    ticket_id = request.match_info["ticket_id"]
+    try:
+        arrival, raw = ticket_ids.parse(ticket_id)
+    except ticket_ids.BadTicketId:
+        return json_error(400, "bad_ticket_id")
+    try:
+        view = await _view(gw, request.match_info["event_id"])
+    except LookupError:
+        return _unknown_event()
+    if not ticket_ids.verify(gw.ticket_key(view), raw):
+        return json_error(404, "unknown_ticket")
+    return gw, view, ticket_id, arrival
+
+
+@routes.get("/api/v1/events/{event_id}/tickets/{ticket_id}")
+async def poll(request: web.Request) -> web.Response:
+    checked = await _ticket(request)
+    if isinstance(checked, web.Response):
+        return checked
+    gw, view, ticket_id, arrival = checked
+    now_ms = gw.store.clock.now_ms()
+    if gw.store.age_s() > gw.settings.stale_after_s:
+        # The parent is here even if Redis is not: the heartbeat is kept for later.
+        gw.heartbeats.beat(view.event_id, arrival, now_ms)
+        return unavailable()
+    if arrival > view.seq:
+        # Issued a moment ago by another gateway, or not at all.
+        seq = int(await gw.redis.get(EventKeys(view.event_id).seq) or 0)
+        if arrival > seq:
+            return json_error(404, "unknown_ticket")
+    res = await _resolve(gw, view, arrival, now_ms)
+    return web.json_response(ticket_body(gw, view, ticket_id, arrival, res, now_ms))
+
+
+@routes.delete("/api/v1/events/{event_id}/tickets/{ticket_id}")
+async def delete_ticket(request: web.Request) -> web.Response:
+    checked = await _ticket(request)
+    if isinstance(checked, web.Response):
+        return checked
+    gw, view, _, arrival = checked
+    outcome = await leave(gw.scripts, view.event_id, arrival)
+    if outcome is LeaveOutcome.UNKNOWN:
+        return json_error(404, "unknown_ticket")
+    if outcome is not LeaveOutcome.ALREADY_GONE:
+        kind = "E" if outcome is LeaveOutcome.SESSION_ENDED else "L"
+        view.apply_log([f"{kind} {arrival}"], local=True)
+    response = web.Response(status=204)
+    response.del_cookie(cookie_name(view.event_id), path="/")
+    return response

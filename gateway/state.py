@@ -1,0 +1,44 @@
+"""What the handlers share: one typed object under one AppKey."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from gateway.heartbeats import HeartbeatBuffer
+from gateway.joiner import JoinCoalescer
+from waitroom import ticket_ids
+from waitroom.scripts import Scripts
+from waitroom.settings import Settings
+from waitroom.tokens import AdmissionSigner
+from waitroom.view import EventView
+from waitroom.viewstore import ViewStore
+
+
+@dataclass(slots=True)
+class Gateway:
+    settings: Settings
+    redis: Redis
+    scripts: Scripts
+    store: ViewStore
+    heartbeats: HeartbeatBuffer
+    joiner: JoinCoalescer
+    signer: AdmissionSigner
+    ticket_secret: bytes
+    _event_keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    # (event, arrival, admitted_at) -> token: a ticket's token is signed once.
+    tokens: dict[tuple[str, int, int], str] = field(default_factory=dict)
+
+    def ticket_key(self, view: EventView) -> bytes:
+        """The MAC key of the event's ticket ids (derived once per event and salt)."""
+        cache_key = (view.event_id, view.config.salt)
+        key = self._event_keys.get(cache_key)
+        if key is None:
+            key = ticket_ids.event_key(self.ticket_secret, view.event_id, view.config.salt)
+            self._event_keys[cache_key] = key
+        return key
+
+
+GATEWAY = web.AppKey("gateway", Gateway)

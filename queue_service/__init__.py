@@ -1,0 +1,1 @@
+"""The queue service: leader lease, schedule and clock, draw, outflow, ETA statistics."""

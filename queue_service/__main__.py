@@ -1,0 +1,3 @@
+from queue_service.server import main
+
+main()

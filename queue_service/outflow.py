@@ -1,0 +1,123 @@
+"""The leader's work on one event per tick: the draw at opens_at, then the throttled outflow."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from redis.asyncio import Redis
+
+from queue_service.eta import OutflowMeter, Tick
+from waitroom.keys import EventKeys
+from waitroom.schedule import EventState
+from waitroom.scripts import Scripts
+from waitroom.view import EventView
+from waitroom.viewstore import ViewStore
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = 256  # lines offered to one advance call; skips make a call pass several
+MAX_CALLS_PER_TICK = 8
+STATS_EVERY_S = 1.0
+
+
+class EventOutflow:
+    """Draws and admits for one event, fenced by the leader's epoch."""
+
+    def __init__(self, redis: Redis, scripts: Scripts, store: ViewStore, event_id: str) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._store = store
+        self.event_id = event_id
+        self.keys = EventKeys(event_id)
+        self.meter = OutflowMeter()
+        self._last_tick = time.monotonic()
+        self._last_stats = 0.0
+
+    async def tick(self, epoch: int) -> None:
+        view = self._store.views.get(self.event_id)
+        if view is None:
+            return
+        now_ms = self._store.clock.now_ms()
+        state = view.state(now_ms)
+        if not view.drawn and now_ms >= view.config.opens_ms:
+            await self._draw(epoch)
+            view = await self._store.refresh_event(self.event_id)
+            if view is None:
+                return
+        started = time.monotonic()
+        admitted = skipped = 0
+        backlogged = False
+        if view.drawn and state is EventState.OPEN:
+            admitted, skipped, backlogged = await self._advance(view, epoch)
+        self.meter.record(Tick(started, started - self._last_tick, admitted, skipped, backlogged))
+        self._last_tick = started
+        if started - self._last_stats >= STATS_EVERY_S:
+            await self._publish_stats(view, started)
+
+    async def _draw(self, epoch: int) -> None:
+        k = self.keys
+        started = time.perf_counter()
+        result = await self._scripts.draw(keys=[k.cfg, k.draw, k.seq, k.fence], args=[epoch])
+        if int(result) == 1:
+            log.info(
+                "draw done for %s in %.1f ms", self.event_id, (time.perf_counter() - started) * 1000
+            )
+
+    async def _advance(self, view: EventView, epoch: int) -> tuple[int, int, bool]:
+        """Offer the next lines to advance.lua until credit, room or the line runs out."""
+        k = self.keys
+        order = view.order
+        assert order is not None
+        served = view.served
+        admitted = skipped = 0
+        waiting_lines = 0
+        for _ in range(MAX_CALLS_PER_TICK):
+            candidates = [
+                order.arrival_at(line) for line in range(served + 1, served + 1 + CANDIDATES)
+            ]
+            reply = await self._scripts.advance(
+                keys=[
+                    k.cfg,
+                    k.draw,
+                    k.seq,
+                    k.served,
+                    k.hb,
+                    k.st,
+                    k.rq,
+                    k.skip,
+                    k.active,
+                    k.bucket,
+                    k.log,
+                    k.audit,
+                    k.stats,
+                    k.fence,
+                ],
+                args=[epoch, served, *candidates],
+            )
+            if int(reply[0]) == -1:
+                # A join went straight in and moved the pointer: read it again next tick.
+                await self._store.refresh_event(self.event_id)
+                break
+            new_served, n_admitted, n_skipped, _active, waiting_lines = (int(x) for x in reply)
+            admitted += n_admitted
+            skipped += n_skipped
+            passed = new_served - served
+            served = new_served
+            view.served = served
+            if passed < CANDIDATES:
+                break
+        return admitted, skipped, waiting_lines > 0
+
+    async def _publish_stats(self, view: EventView, now: float) -> None:
+        self._last_stats = now
+        self.meter.record_total(now, int(view.stats.get("admitted", "0")))
+        rate = self.meter.rate_per_s(now)
+        await self._redis.hset(
+            self.keys.stats,
+            mapping={
+                "eta_rate_milli": str(round(rate * 1000)) if rate is not None else "-1",
+                "eta_skip_ppm": str(round(self.meter.skip_share() * 1e6)),
+                "admitted_last_minute": str(self.meter.admitted_last_minute()),
+            },
+        )

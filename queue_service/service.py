@@ -1,0 +1,65 @@
+"""The queue service's main loop: lead (or stand by), and tick every event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from queue_service.leadership import Leadership
+from queue_service.outflow import EventOutflow
+from waitroom.aio import pause
+from waitroom.scripts import Scripts
+from waitroom.viewstore import ViewStore
+
+log = logging.getLogger(__name__)
+
+
+class QueueService:
+    """Every process runs this loop; only the lease holder draws and admits."""
+
+    def __init__(
+        self, redis: Redis, scripts: Scripts, instance: str, lease_ttl_ms: int, tick_s: float
+    ) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.store = ViewStore(redis)
+        self.leadership = Leadership(scripts, instance, lease_ttl_ms)
+        self.tick_s = tick_s
+        self._outflows: dict[str, EventOutflow] = {}
+
+    async def tick(self) -> None:
+        """One round: renew the lease, refresh the views, and if leading, work each event."""
+        leading = await self.leadership.step()
+        if not leading:
+            return
+        await self.store.refresh()
+        epoch = self.leadership.epoch
+        for event_id in list(self.store.views):
+            outflow = self._outflows.get(event_id)
+            if outflow is None:
+                outflow = EventOutflow(self.redis, self.scripts, self.store, event_id)
+                self._outflows[event_id] = outflow
+            if not self.leadership.is_leader():
+                return
+            try:
+                await outflow.tick(epoch)
+            except ResponseError as exc:
+                if "STALE_LEADER" in str(exc):
+                    log.warning("fenced off by a newer leader; standing down")
+                    self.leadership.value = None
+                    return
+                raise
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except (RedisError, OSError) as exc:
+                log.warning("tick skipped, redis unavailable: %s", exc)
+            except Exception:
+                log.exception("tick failed")
+            await pause(stop, self.tick_s)
+        await self.leadership.release()

@@ -1,0 +1,156 @@
+"""Bad input and bad days: every error is JSON with the right code, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from gateway.app import create_app
+from tests.conftest import AUTH, create_event, join, poll, schedule
+from waitroom import ticket_ids
+from waitroom.redis_server import RedisServer
+from waitroom.settings import Settings
+
+Client = TestClient[Any, Any]
+
+
+async def test_unknown_event_and_tickets(client: Client, redis: Redis) -> None:
+    resp = await client.get("/api/v1/events/nope")
+    assert resp.status == 404 and (await resp.json()) == {"error": "unknown_event"}
+    resp = await client.post("/api/v1/events/nope/tickets")
+    assert resp.status == 404 and (await resp.json())["error"] == "unknown_event"
+    resp = await client.get("/api/v1/events/Bad%20Id!")
+    assert resp.status == 404
+    await create_event(client, redis, opens_in=60)
+    resp = await client.get("/api/v1/events/camp/tickets/not-a-ticket")
+    assert resp.status == 400 and (await resp.json()) == {"error": "bad_ticket_id"}
+    forged = ticket_ids.encode(b"k" * 32, 1)
+    resp = await client.get(f"/api/v1/events/camp/tickets/{forged}")
+    assert resp.status == 404 and (await resp.json()) == {"error": "unknown_ticket"}
+    resp = await client.delete(f"/api/v1/events/camp/tickets/{forged}")
+    assert resp.status == 404
+    resp = await client.get("/no/such/route")
+    assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+
+
+async def test_ticket_of_another_event_is_unknown(client: Client, redis: Redis) -> None:
+    await create_event(client, redis, "camp", opens_in=60)
+    await create_event(client, redis, "swim", opens_in=60)
+    ticket = await join(client, "camp")
+    resp = await client.get(f"/api/v1/events/swim/tickets/{ticket['ticket_id']}")
+    assert resp.status == 404 and (await resp.json())["error"] == "unknown_ticket"
+
+
+async def test_admin_auth(client: Client, redis: Redis) -> None:
+    body = await schedule(redis)
+    resp = await client.put("/admin/v1/events/camp", json=body)
+    assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
+    resp = await client.put(
+        "/admin/v1/events/camp", json=body, headers={"Authorization": "Bearer wrong"}
+    )
+    assert resp.status == 403 and (await resp.json())["error"] == "forbidden"
+    resp = await client.get("/admin/v1/events/camp/stats", headers={"Authorization": "Basic x"})
+    assert resp.status == 401
+
+
+async def test_admin_bad_bodies_change_nothing(client: Client, redis: Redis) -> None:
+    good = await schedule(redis)
+    cases: list[Any] = [
+        {
+            **good,
+            "opens_at": good["waiting_room_opens_at"],
+            "waiting_room_opens_at": good["opens_at"],
+        },
+        {**good, "admit_per_minute": -5},
+        {**good, "timezone": "Nowhere/Town"},
+        {**good, "max_active": "lots"},
+        [1, 2, 3],
+    ]
+    for case in cases:
+        resp = await client.put("/admin/v1/events/camp", json=case, headers=AUTH)
+        assert resp.status == 422, case
+        body = await resp.json()
+        assert body["error"] == "invalid_event" and body["detail"]
+    resp = await client.put("/admin/v1/events/camp", data=b"{not json", headers=AUTH)
+    assert resp.status == 422
+    assert (await client.get("/api/v1/events/camp")).status == 404
+    await create_event(client, redis)
+    resp = await client.put("/admin/v1/events/camp", json=good, headers=AUTH)
+    assert resp.status == 200  # replaced
+    resp = await client.patch("/admin/v1/events/camp", json={"max_active": -1}, headers=AUTH)
+    assert resp.status == 422
+    resp = await client.patch("/admin/v1/events/camp", json={"colour": "red"}, headers=AUTH)
+    assert resp.status == 422
+    resp = await client.patch("/admin/v1/events/ghost", json={"max_active": 1}, headers=AUTH)
+    assert resp.status == 404 and (await resp.json())["error"] == "unknown_event"
+    resp = await client.post("/admin/v1/events/ghost/pause", headers=AUTH)
+    assert resp.status == 404
+    stats = await (await client.get("/admin/v1/events/camp/stats", headers=AUTH)).json()
+    assert stats["config"]["max_active"] == 1000
+
+
+async def test_join_flood_from_one_client_is_rate_limited(
+    settings: Settings,
+    redis: Redis,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+) -> None:
+    client = await aiohttp_client(
+        create_app(settings.model_copy(update={"join_limit": 5, "join_window_s": 30}))
+    )
+    await create_event(client, redis, opens_in=60)
+    codes = []
+    for _ in range(8):
+        client.session.cookie_jar.clear()
+        resp = await client.post("/api/v1/events/camp/tickets")
+        codes.append(resp.status)
+        if resp.status == 429:
+            assert (await resp.json()) == {"error": "rate_limited"}
+            assert 1 <= int(resp.headers["Retry-After"]) <= 30
+    assert codes == [201] * 5 + [429] * 3
+
+
+async def test_redis_down_is_503_and_no_ticket_is_lost(
+    settings: Settings,
+    tmp_path: Any,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+) -> None:
+    server = RedisServer(tmp_path / "redis", fsync="always")
+    server.start()
+    try:
+        local = settings.model_copy(update={"redis_url": server.url, "stale_after_s": 0.5})
+        client = await aiohttp_client(create_app(local))
+        from waitroom.redis_conn import make_redis
+
+        redis = make_redis(server.url)
+        await create_event(client, redis, opens_in=60)
+        tickets = [await join(client) for _ in range(3)]
+        await redis.aclose()
+        server.stop()
+        await asyncio.sleep(1.0)
+        resp = await client.get(f"/api/v1/events/camp/tickets/{tickets[0]['ticket_id']}")
+        assert resp.status == 503
+        assert (await resp.json()) == {"error": "unavailable"}
+        assert int(resp.headers["Retry-After"]) >= 1
+        resp = await client.post("/api/v1/events/camp/tickets")
+        assert resp.status == 503 and "Retry-After" in resp.headers
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        server.start()
+        await asyncio.sleep(1.0)
+        for ticket in tickets:
+            body = await poll(client, ticket)
+            assert body["status"] == "prequeue" and body["arrival"] == ticket["arrival"]
+        fresh = await join(client)
+        assert fresh["arrival"] == 4  # the sequence survived the restart
+    finally:
+        server.stop()
+
+
+async def test_health_endpoints(client: Client) -> None:
+    assert (await client.get("/healthz")).status == 200
+    resp = await client.get("/readyz")  # no queue service running here: not ready
+    assert resp.status == 503 and (await resp.json())["reason"] == "no_queue_leader"

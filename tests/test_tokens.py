@@ -1,0 +1,72 @@
+"""Admission tokens are verified offline: signature, key id, event and expiry."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+
+from waitroom.settings import Settings
+from waitroom.tokens import (
+    AdmissionSigner,
+    AdmissionVerifier,
+    InvalidAdmission,
+    new_signing_key,
+    public_key_of,
+)
+
+
+def _signer(kid: str = "k1") -> tuple[AdmissionSigner, str]:
+    key = new_signing_key()
+    return AdmissionSigner(base64.urlsafe_b64decode(key + "="), kid), key
+
+
+def test_round_trip() -> None:
+    signer, _ = _signer()
+    verifier = AdmissionVerifier({"k1": signer.public_key()})
+    now = int(time.time())
+    token = signer.sign("camp", "TICKET", 42, now, now + 600)
+    admission = verifier.verify(token, "camp")
+    assert (admission.ticket_id, admission.arrival, admission.kid) == ("TICKET", 42, "k1")
+    assert admission.expires_at == now + 600
+
+
+def test_refusals() -> None:
+    signer, _ = _signer()
+    forger, _ = _signer()
+    verifier = AdmissionVerifier({"k1": signer.public_key()})
+    now = int(time.time())
+    with pytest.raises(InvalidAdmission):  # another event
+        verifier.verify(signer.sign("camp", "T", 1, now, now + 600), "other")
+    with pytest.raises(InvalidAdmission):  # expired
+        verifier.verify(signer.sign("camp", "T", 1, now - 900, now - 300), "camp")
+    with pytest.raises(InvalidAdmission):  # right kid, wrong key: forged
+        verifier.verify(forger.sign("camp", "T", 1, now, now + 600), "camp")
+    with pytest.raises(InvalidAdmission):  # unknown kid
+        verifier.verify(_signer("k9")[0].sign("camp", "T", 1, now, now + 600), "camp")
+    token = signer.sign("camp", "T", 1, now, now + 600)
+    head, body, sig = token.split(".")
+    with pytest.raises(InvalidAdmission):  # tampered claims
+        verifier.verify(f"{head}.{body[:-2]}AA.{sig}", "camp")
+    with pytest.raises(InvalidAdmission):
+        verifier.verify("not-a-token", "camp")
+
+
+def test_rotation_accepts_old_and_new_keys() -> None:
+    old, _ = _signer("k1")
+    new, _ = _signer("k2")
+    verifier = AdmissionVerifier({"k1": old.public_key(), "k2": new.public_key()})
+    now = int(time.time())
+    assert verifier.verify(old.sign("camp", "A", 1, now, now + 60), "camp").kid == "k1"
+    assert verifier.verify(new.sign("camp", "B", 2, now, now + 60), "camp").kid == "k2"
+
+
+def test_verifier_from_settings_with_public_keys_only() -> None:
+    signer_settings = Settings(token_signing_key=new_signing_key(), token_kid="k7")
+    signer = AdmissionSigner.from_settings(signer_settings)
+    assert signer_settings.token_signing_key is not None
+    public = public_key_of(signer_settings.token_signing_key.get_secret_value())
+    verifier = AdmissionVerifier.from_settings(Settings(token_public_keys=f"k7:{public}"))
+    now = int(time.time())
+    assert verifier.verify(signer.sign("camp", "A", 1, now, now + 60), "camp").arrival == 1

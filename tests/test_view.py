@@ -1,0 +1,67 @@
+"""The in-memory view: positions, departures, admission times and the ETA."""
+
+from __future__ import annotations
+
+from waitroom.draw import DrawnOrder
+from waitroom.schedule import EventConfig
+from waitroom.view import EventView, TicketStatus
+
+OPENS = 1_000_000
+
+
+def _view(rate: int = 60) -> EventView:
+    config = EventConfig(
+        event_id="camp",
+        wro_ms=0,
+        opens_ms=OPENS,
+        closes_ms=OPENS * 10,
+        timezone="UTC",
+        admit_per_minute=rate,
+        max_active=100,
+        session_ttl_ms=60_000,
+        heartbeat_timeout_ms=120_000,
+        prequeue_order="fifo",
+        paused=False,
+        salt="s",
+    )
+    view = EventView("camp", config)
+    view.seq = 10
+    view.set_order(DrawnOrder.compute(b"\0" * 32, "camp", 5, fifo=True))
+    return view
+
+
+def test_positions_count_only_those_still_ahead() -> None:
+    view = _view()
+    now = OPENS + 1
+    assert [view.resolve(a, now).position for a in range(1, 11)] == list(range(1, 11))
+    view.apply_log(["L 3", "L 8"])
+    assert view.resolve(3, now).status is TicketStatus.DONE
+    assert view.resolve(4, now).position == 3
+    assert view.resolve(10, now).position == 8
+    assert view.waiting_count() == 8
+    view.apply_log(["L 3"], local=True)  # an echo of our own write changes nothing
+    assert view.resolve(10, now).position == 8
+
+
+def test_admission_skip_and_requeue() -> None:
+    view = _view()
+    now = OPENS + 1000
+    view.served = 3
+    view.apply_log(["A 2 1001000", "S 3 3", "A 3 1001500"])
+    first = view.resolve(1, now)
+    assert first.status is TicketStatus.ADMITTED and first.admitted_at_ms == 1_001_000
+    assert view.resolve(3, now).lost_priority
+    view.apply_log(["R 3 11"])
+    back = view.resolve(3, now)
+    assert back.requeued and back.line == 11 and back.position == 8
+    assert view.resolve(1, 1_001_000 + 60_000).status is TicketStatus.DONE  # session expired
+
+
+def test_eta_uses_measured_rate_and_skip_share() -> None:
+    view = _view(rate=60)
+    now = OPENS + 1
+    assert view.eta_ms(11, now) == 11_000  # configured 1/s until measured
+    view.stats = {"eta_rate_milli": "2000", "eta_skip_ppm": "500000"}
+    assert view.eta_ms(11, now) == 3_000  # 10 ahead, half skipped, 2/s: (5 + 1) / 2
+    view.stats = {"eta_rate_milli": "0"}
+    assert view.eta_ms(11, now) is None  # measured: nothing moves, so no promise

