@@ -2,37 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import Handler, json_error
+from gateway.replies import Handler, error, json_errors, reply
 from gateway.state import GATEWAY, Gateway
 from waitroom import events, keys
 from waitroom.events import InvalidEvent, UnknownEvent
 from waitroom.view import EventView
 
 routes = web.RouteTableDef()
-ADMIN_PREFIX = "/admin/v1/"
+ADMIN_PREFIX = "/admin/v1"
 
 
-@web.middleware
-async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """401 without a bearer token, 403 with a wrong one; other paths pass through."""
-    if not request.path.startswith(ADMIN_PREFIX):
-        return await handler(request)
+def _refusal(request: web.Request) -> web.Response | None:
+    """401 without a bearer token, 403 with a wrong one, None when the token is right."""
     expected = request.app[GATEWAY].settings.admin_token
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return json_error(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+        return error(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
     if expected is None or not hmac.compare_digest(
         token.strip().encode(), expected.get_secret_value().encode()
     ):
-        return json_error(403, "forbidden")
-    return await handler(request)
+        return error(403, "forbidden")
+    return None
 
 
 async def _body(request: web.Request) -> Any:
@@ -59,59 +57,70 @@ async def _refreshed(gw: Gateway, event_id: str) -> dict[str, object]:
 
 
 def _guarded(handler: Handler) -> Handler:
+    """Admin token first; then unknown events are 404 and refused input 422, in JSON.
+
+    A decorator rather than a middleware: any middleware (or sub-application with one)
+    would run on every public poll too.
+    """
+
+    @json_errors
+    @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
+        refusal = _refusal(request)
+        if refusal is not None:
+            return refusal
         try:
             return await handler(request)
         except UnknownEvent:
-            return json_error(404, "unknown_event")
+            return error(404, "unknown_event")
         except InvalidEvent as exc:
-            return json_error(422, "invalid_event", detail=exc.detail)
+            return error(422, "invalid_event", detail=exc.detail)
 
     return wrapped
 
 
-@routes.put("/admin/v1/events/{event_id}")
+@routes.put(ADMIN_PREFIX + "/events/{event_id}")
 @_guarded
 async def put_event(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     event_id = request.match_info["event_id"]
     spec = events.parse_spec(await _body(request))
     created = await events.put_event(gw.redis, event_id, spec)
-    return web.json_response(await _refreshed(gw, event_id), status=201 if created else 200)
+    return reply(await _refreshed(gw, event_id), status=201 if created else 200)
 
 
-@routes.patch("/admin/v1/events/{event_id}")
+@routes.patch(ADMIN_PREFIX + "/events/{event_id}")
 @_guarded
 async def patch_event(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     event_id = request.match_info["event_id"]
     patch = events.parse_patch(await _body(request))
     await events.patch_event(gw.redis, event_id, patch)
-    return web.json_response(await _refreshed(gw, event_id))
+    return reply(await _refreshed(gw, event_id))
 
 
-@routes.post("/admin/v1/events/{event_id}/pause")
+@routes.post(ADMIN_PREFIX + "/events/{event_id}/pause")
 @_guarded
 async def pause(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     event_id = request.match_info["event_id"]
     await events.set_paused(gw.redis, event_id, True)
-    return web.json_response(await _refreshed(gw, event_id))
+    return reply(await _refreshed(gw, event_id))
 
 
-@routes.post("/admin/v1/events/{event_id}/resume")
+@routes.post(ADMIN_PREFIX + "/events/{event_id}/resume")
 @_guarded
 async def resume(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     event_id = request.match_info["event_id"]
     await events.set_paused(gw.redis, event_id, False)
-    return web.json_response(await _refreshed(gw, event_id))
+    return reply(await _refreshed(gw, event_id))
 
 
-@routes.get("/admin/v1/events/{event_id}/stats")
+@routes.get(ADMIN_PREFIX + "/events/{event_id}/stats")
 @_guarded
 async def stats(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     event_id = request.match_info["event_id"]
     view = await _fresh_view(gw, event_id)
-    return web.json_response(events.event_stats(view, gw.store.clock.now_ms()).as_json())
+    return reply(events.event_stats(view, gw.store.clock.now_ms()).as_json())

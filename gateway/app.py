@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway import admin, public
-from gateway.errors import error_middleware, json_error
 from gateway.heartbeats import HeartbeatBuffer
 from gateway.joiner import JoinCoalescer
+from gateway.replies import FALLBACK_PATH, error, reply, unmatched
 from gateway.state import GATEWAY, Gateway
 from waitroom.redis_conn import make_redis
 from waitroom.scripts import register_scripts
@@ -62,7 +62,7 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "alive"})
+    return reply({"status": "alive"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -70,12 +70,10 @@ async def readyz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     fresh = gw.store.age_s() <= gw.settings.stale_after_s
     if not fresh:
-        return json_error(503, "unavailable", reason="redis", headers={"Retry-After": "2"})
+        return error(503, "unavailable", reason="redis", headers={"Retry-After": "2"})
     if not gw.store.leader:
-        return json_error(
-            503, "unavailable", reason="no_queue_leader", headers={"Retry-After": "2"}
-        )
-    return web.json_response({"status": "ready", "queue_leader": gw.store.leader})
+        return error(503, "unavailable", reason="no_queue_leader", headers={"Retry-After": "2"})
+    return reply({"status": "ready", "queue_leader": gw.store.leader})
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -84,13 +82,14 @@ def create_app(settings: Settings) -> web.Application:
         raise SettingsError("WAITROOM_ADMIN_TOKEN is required: the admin API never runs open")
     settings.ticket_secret_bytes()
     settings.signing_key_bytes()
-    app = web.Application(
-        middlewares=[error_middleware, admin.admin_auth], client_max_size=64 * 1024
-    )
+    # No middlewares and no sub-applications: the poll path is the load, and either would
+    # make aiohttp run a middleware chain on every request (see gateway/replies.py).
+    app = web.Application(client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_gateway_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.add_routes(public.routes)
     app.add_routes(admin.routes)
+    app.router.add_route("*", FALLBACK_PATH, unmatched)
     return app

@@ -6,7 +6,7 @@ import math
 
 from aiohttp import web
 
-from gateway.errors import json_error, unavailable
+from gateway.replies import error, json_errors, reply, unavailable
 from gateway.state import GATEWAY, Gateway
 from waitroom import ticket_ids
 from waitroom.events import check_event_id, public_event
@@ -41,7 +41,7 @@ async def _view(gw: Gateway, event_id: str) -> EventView:
 
 
 def _unknown_event() -> web.Response:
-    return json_error(404, "unknown_event")
+    return error(404, "unknown_event")
 
 
 def _client_key(request: web.Request, gw: Gateway) -> str:
@@ -117,7 +117,7 @@ async def _resolve(gw: Gateway, view: EventView, arrival: int, now_ms: int) -> R
             view.apply_log([f"R {arrival} {line}"], local=True)
         res = view.resolve(arrival, now_ms)
     if res.status in (TicketStatus.PREQUEUE, TicketStatus.WAITING):
-        gw.heartbeats.beat(view.event_id, arrival, now_ms)
+        gw.heartbeats.beat(view.event_id, arrival, now_ms, view.config.heartbeat_grace_ms)
     return res
 
 
@@ -127,12 +127,14 @@ def _live_cookie_ticket(
     ticket_id = request.cookies.get(cookie_name(view.event_id))
     if not ticket_id:
         return None
-    try:
-        arrival, raw = ticket_ids.parse(ticket_id)
-    except ticket_ids.BadTicketId:
-        return None
-    if not ticket_ids.verify(gw.ticket_key(view), raw):
-        return None
+    arrival = gw.known_arrival(view, ticket_id)
+    if arrival is None:
+        try:
+            arrival = gw.verify_ticket(view, ticket_id)
+        except ticket_ids.BadTicketId:
+            return None
+        if arrival is None:
+            return None
     res = view.resolve(arrival, now_ms)
     if res.status in (TicketStatus.DONE, TicketStatus.CLOSED):
         return None
@@ -140,16 +142,18 @@ def _live_cookie_ticket(
 
 
 @routes.get("/api/v1/events/{event_id}")
+@json_errors
 async def get_event(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     try:
         view = await _view(gw, request.match_info["event_id"])
     except LookupError:
         return _unknown_event()
-    return web.json_response(public_event(view, gw.store.clock.now_ms()))
+    return reply(public_event(view, gw.store.clock.now_ms()))
 
 
 @routes.post("/api/v1/events/{event_id}/tickets")
+@json_errors
 async def join(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     try:
@@ -161,35 +165,31 @@ async def join(request: web.Request) -> web.Response:
     if existing is not None:
         ticket_id, arrival, _ = existing
         res = await _resolve(gw, view, arrival, now_ms)
-        return web.json_response(ticket_body(gw, view, ticket_id, arrival, res, now_ms))
+        return reply(ticket_body(gw, view, ticket_id, arrival, res, now_ms))
     state = view.state(now_ms)
     if state is EventState.SCHEDULED:
-        return json_error(
-            409, "not_open", waiting_room_opens_at=view.config.iso(view.config.wro_ms)
-        )
+        return error(409, "not_open", waiting_room_opens_at=view.config.iso(view.config.wro_ms))
     if state is EventState.CLOSED:
-        return json_error(409, "closed")
+        return error(409, "closed")
     if gw.store.age_s() > gw.settings.stale_after_s:
         return unavailable()
     result = await gw.joiner.join(view.event_id, _client_key(request, gw))
     if result.code is JoinCode.NOT_OPEN:
-        return json_error(
-            409, "not_open", waiting_room_opens_at=view.config.iso(view.config.wro_ms)
-        )
+        return error(409, "not_open", waiting_room_opens_at=view.config.iso(view.config.wro_ms))
     if result.code is JoinCode.CLOSED:
-        return json_error(409, "closed")
+        return error(409, "closed")
     if result.code is JoinCode.UNKNOWN_EVENT:
         return _unknown_event()
     if result.code is JoinCode.RATE_LIMITED:
         retry_s = max(1, math.ceil(result.retry_after_ms / 1000))
-        return json_error(429, "rate_limited", headers={"Retry-After": str(retry_s)})
+        return error(429, "rate_limited", headers={"Retry-After": str(retry_s)})
     ticket_id = ticket_ids.encode(gw.ticket_key(view), result.arrival)
     view.seq = max(view.seq, result.arrival)
     if result.admitted:
         res = Resolution(TicketStatus.ADMITTED, admitted_at_ms=result.now_ms)
     else:
         res = view.resolve(result.arrival, result.now_ms)
-    response = web.json_response(
+    response = reply(
         ticket_body(gw, view, ticket_id, result.arrival, res, result.now_ms), status=201
     )
     max_age = max(60, (view.config.closes_ms + view.config.session_ttl_ms - now_ms) // 1000)
@@ -211,24 +211,30 @@ async def _ticket(
     gw = request.app[GATEWAY]
     ticket_id = request.match_info["ticket_id"]
     try:
-        arrival, raw = ticket_ids.parse(ticket_id)
-    except ticket_ids.BadTicketId:
-        return json_error(400, "bad_ticket_id")
-    try:
         view = await _view(gw, request.match_info["event_id"])
     except LookupError:
         return _unknown_event()
-    if not ticket_ids.verify(gw.ticket_key(view), raw):
-        return json_error(404, "unknown_ticket")
-    return gw, view, ticket_id, arrival
+    try:
+        checked = gw.verify_ticket(view, ticket_id)
+    except ticket_ids.BadTicketId:
+        return error(400, "bad_ticket_id")
+    if checked is None:
+        return error(404, "unknown_ticket")
+    return gw, view, ticket_id, checked
 
 
 @routes.get("/api/v1/events/{event_id}/tickets/{ticket_id}")
+@json_errors
 async def poll(request: web.Request) -> web.Response:
-    checked = await _ticket(request)
-    if isinstance(checked, web.Response):
-        return checked
-    gw, view, ticket_id, arrival = checked
+    gw = request.app[GATEWAY]
+    ticket_id = request.match_info["ticket_id"]
+    view = gw.store.views.get(request.match_info["event_id"])
+    arrival = None if view is None else gw.known_arrival(view, ticket_id)
+    if view is None or arrival is None:  # first sight of this id here: check it in full
+        checked = await _ticket(request)
+        if isinstance(checked, web.Response):
+            return checked
+        gw, view, ticket_id, arrival = checked
     now_ms = gw.store.clock.now_ms()
     if gw.store.age_s() > gw.settings.stale_after_s:
         # The parent is here even if Redis is not: the heartbeat is kept for later.
@@ -238,12 +244,13 @@ async def poll(request: web.Request) -> web.Response:
         # Issued a moment ago by another gateway, or not at all.
         seq = int(await gw.redis.get(EventKeys(view.event_id).seq) or 0)
         if arrival > seq:
-            return json_error(404, "unknown_ticket")
+            return error(404, "unknown_ticket")
     res = await _resolve(gw, view, arrival, now_ms)
-    return web.json_response(ticket_body(gw, view, ticket_id, arrival, res, now_ms))
+    return reply(ticket_body(gw, view, ticket_id, arrival, res, now_ms))
 
 
 @routes.delete("/api/v1/events/{event_id}/tickets/{ticket_id}")
+@json_errors
 async def delete_ticket(request: web.Request) -> web.Response:
     checked = await _ticket(request)
     if isinstance(checked, web.Response):
@@ -251,7 +258,7 @@ async def delete_ticket(request: web.Request) -> web.Response:
     gw, view, _, arrival = checked
     outcome = await leave(gw.scripts, view.event_id, arrival)
     if outcome is LeaveOutcome.UNKNOWN:
-        return json_error(404, "unknown_ticket")
+        return error(404, "unknown_ticket")
     if outcome is not LeaveOutcome.ALREADY_GONE:
         kind = "E" if outcome is LeaveOutcome.SESSION_ENDED else "L"
         view.apply_log([f"{kind} {arrival}"], local=True)

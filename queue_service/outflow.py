@@ -93,7 +93,7 @@ class EventOutflow:
                     k.stats,
                     k.fence,
                 ],
-                args=[epoch, served, *candidates],
+                args=[epoch, served, view.config.heartbeat_grace_ms, *candidates],
             )
             if int(reply[0]) == -1:
                 # A join went straight in and moved the pointer: read it again next tick.

@@ -154,3 +154,13 @@ async def test_health_endpoints(client: Client) -> None:
     assert (await client.get("/healthz")).status == 200
     resp = await client.get("/readyz")  # no queue service running here: not ready
     assert resp.status == 503 and (await resp.json())["reason"] == "no_queue_leader"
+
+
+async def test_unmatched_paths_and_methods_are_json(client: Client, redis: Redis) -> None:
+    resp = await client.put("/api/v1/events/camp")
+    assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed"
+    assert "GET" in resp.headers["Allow"]
+    resp = await client.get("/admin/v1/nothing/here", headers=AUTH)
+    assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+    resp = await client.delete("/admin/v1/events/camp/stats", headers=AUTH)
+    assert resp.status == 405

@@ -61,7 +61,7 @@ def test_eta_uses_measured_rate_and_skip_share() -> None:
     view = _view(rate=60)
     now = OPENS + 1
     assert view.eta_ms(11, now) == 11_000  # configured 1/s until measured
-    view.stats = {"eta_rate_milli": "2000", "eta_skip_ppm": "500000"}
+    view.set_stats({"eta_rate_milli": "2000", "eta_skip_ppm": "500000"})
     assert view.eta_ms(11, now) == 3_000  # 10 ahead, half skipped, 2/s: (5 + 1) / 2
-    view.stats = {"eta_rate_milli": "0"}
+    view.set_stats({"eta_rate_milli": "0"})
     assert view.eta_ms(11, now) is None  # measured: nothing moves, so no promise

@@ -155,8 +155,9 @@ async def test_silent_ticket_loses_priority_and_is_requeued(
     sleeper = await join(client)
     awake = [await join(client) for _ in range(3)]
     await client.patch("/admin/v1/events/camp", json={"admit_per_minute": 0}, headers=AUTH)
-    # The others keep polling for 6 s; the sleeper says nothing.
-    for _ in range(12):
+    # The others keep polling for 7.5 s (past the 5 s timeout and its 1.25 s grace); the
+    # sleeper says nothing.
+    for _ in range(15):
         for t in awake:
             await poll(client, t)
         await asyncio.sleep(0.5)

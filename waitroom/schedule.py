@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Self
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_TIMEZONE = "America/Toronto"
+HEARTBEAT_GRACE_MAX_MS = 30_000
 
 
 class EventState(enum.StrEnum):
@@ -78,6 +80,13 @@ class EventPatch(BaseModel):
         if not self.model_fields_set:
             raise ValueError("nothing to change")
         return self
+
+
+@functools.lru_cache(maxsize=8192)
+def _iso(seconds: int, tz: str) -> str:
+    # Polls format "now + eta" on every answer; at one-second resolution a small cache
+    # turns that into a dict lookup.
+    return datetime.fromtimestamp(seconds, _zone(tz)).isoformat(timespec="seconds")
 
 
 def _ms(value: datetime) -> int:
@@ -151,6 +160,12 @@ class EventConfig:
         )
 
     @property
+    def heartbeat_grace_ms(self) -> int:
+        """How stale a recorded heartbeat may be: gateways write each ticket's at most this
+        often, and the leader waits this much past the timeout before skipping."""
+        return min(HEARTBEAT_GRACE_MAX_MS, self.heartbeat_timeout_ms // 4)
+
+    @property
     def zone(self) -> ZoneInfo:
         return _zone(self.timezone)
 
@@ -165,8 +180,8 @@ class EventConfig:
         return EventState.PAUSED if self.paused else EventState.OPEN
 
     def iso(self, ms: int) -> str:
-        """An RFC 3339 time with the event's own offset."""
-        return datetime.fromtimestamp(ms / 1000, self.zone).isoformat(timespec="seconds")
+        """An RFC 3339 time with the event's own offset, to the second."""
+        return _iso(ms // 1000, self.timezone)
 
     def public_schedule(self) -> dict[str, object]:
         return {

@@ -25,7 +25,7 @@ class TicketStatus(enum.StrEnum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Resolution:
     """Where one ticket stands, as far as this view knows."""
 
@@ -63,6 +63,7 @@ class EventView:
     served: int = 0
     active: int = 0
     stats: dict[str, str] = field(default_factory=dict)
+    basis: EtaBasis | None = None  # derived from stats and config at each refresh
     log_index: int = 0
     # From the change log.
     admitted_lines: list[int] = field(default_factory=list)  # served pointer after each batch
@@ -152,8 +153,18 @@ class EventView:
             return None
         return self.admitted_ts[index]
 
+    def set_stats(self, stats: dict[str, str]) -> None:
+        """Install fresh counters (and the config they go with): the ETA basis is derived once."""
+        self.stats = stats
+        self.basis = self._derive_basis()
+
     def eta_basis(self) -> EtaBasis:
         """The measured outflow the leader publishes, or the configured rate until it has one."""
+        if self.basis is None:
+            self.basis = self._derive_basis()
+        return self.basis
+
+    def _derive_basis(self) -> EtaBasis:
         # -1 (or absent): the leader has not measured a minute of backlog yet.
         rate_milli = int(self.stats.get("eta_rate_milli", "-1"))
         skip_ppm = int(self.stats.get("eta_skip_ppm", "0"))
@@ -176,16 +187,22 @@ class EventView:
         return wait_ms
 
     def resolve(self, arrival: int, now_ms: int) -> Resolution:
-        """Where the ticket with this arrival number stands."""
+        """Where the ticket with this arrival number stands (the poll's hot path)."""
         if arrival in self.left or arrival in self.ended:
             return Resolution(TicketStatus.DONE)
-        state = self.state(now_ms)
-        requeued = arrival in self.requeued
-        line = self.line_of(arrival)
+        state = self.config.state(now_ms)
+        line = self.requeued.get(arrival)
+        requeued = line is not None
         if line is None:
-            if state is EventState.CLOSED:
-                return Resolution(TicketStatus.CLOSED)
-            return Resolution(TicketStatus.PREQUEUE, eta_ms=max(0, self.config.opens_ms - now_ms))
+            if self.order is not None:
+                line = self.order.line(arrival)
+            elif self.prequeue is not None and arrival > self.prequeue:
+                line = arrival
+            else:
+                if state is EventState.CLOSED:
+                    return Resolution(TicketStatus.CLOSED)
+                wait = max(0, self.config.opens_ms - now_ms)
+                return Resolution(TicketStatus.PREQUEUE, eta_ms=wait)
         if arrival in self.skipped:
             if state is EventState.CLOSED:
                 return Resolution(TicketStatus.CLOSED, line=line)

@@ -80,7 +80,7 @@ class ViewStore:
             view.seq = int(seq or 0)
             view.served = int(served or 0)
             view.active = int(active)
-            view.stats = stats
+            view.set_stats(stats)
             await self._apply_draw(view, draw)
             view.apply_log(entries)
             if len(entries) < LOG_CHUNK:

@@ -4,7 +4,8 @@
 -- KEYS[6] st     KEYS[7] rq     KEYS[8] skip   KEYS[9] active  KEYS[10] bucket
 -- KEYS[11] log   KEYS[12] audit KEYS[13] stats KEYS[14] fence
 -- ARGV[1] leader epoch (fencing)   ARGV[2] served pointer the leader expects
--- ARGV[3..] arrival number at lines served+1, served+2, ... (0: not a pre-queue line;
+-- ARGV[3] heartbeat grace (ms): recorded heartbeats may be this stale (see heartbeats.py)
+-- ARGV[4..] arrival number at lines served+1, served+2, ... (0: not a pre-queue line;
 --           the script resolves it: a requeue entry, else the line is the arrival number)
 -- Returns {served, admitted, skipped, active, waiting_lines} or {-1} when the pointer moved.
 local fence = tonumber(redis.call('GET', KEYS[14]) or '0')
@@ -25,13 +26,13 @@ if not c[1] or redis.call('HGET', KEYS[2], 'drawn') ~= '1' or c[7] == '1'
   return {served, 0, 0, active_n, maxseq - served}
 end
 local rate, max_active = tonumber(c[3]), tonumber(c[4])
-local ttl, timeout = tonumber(c[5]), tonumber(c[6])
+local ttl, timeout = tonumber(c[5]), tonumber(c[6]) + tonumber(ARGV[3])
 local b = redis.call('HMGET', KEYS[10], 'credit', 'ts')
 local burst = math.max(1, rate / 60)
 local credit = math.min(burst, (tonumber(b[1]) or 0) + (now - (tonumber(b[2]) or now)) * rate / 60000)
 if rate <= 0 then credit = 0 end
 local line, admitted, skipped = served, 0, 0
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   if line >= maxseq or credit < 1 or active_n >= max_active then break end
   line = line + 1
   local arrival = tonumber(ARGV[i])

@@ -1,0 +1,1 @@
+"""``make bench``: the gateway's hot paths against a bare aiohttp handler, in one run."""

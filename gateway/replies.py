@@ -1,0 +1,95 @@
+"""JSON replies: every answer, errors included, is JSON; never an HTML page or a traceback.
+
+The poll path is the load, so public errors are caught by a decorator on each handler
+and unmatched paths by a last catch-all route, rather than by middlewares, which aiohttp
+runs on every request at a measurable cost (see ``make bench``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+import orjson
+from aiohttp import web
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RETRY_AFTER_UNAVAILABLE_S = 2
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+_JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+
+
+def reply(
+    body: object, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A JSON response (``application/json; charset=utf-8``)."""
+    all_headers = _JSON_HEADERS if headers is None else {**_JSON_HEADERS, **headers}
+    return web.Response(body=orjson.dumps(body), status=status, headers=all_headers)
+
+
+def error(
+    status: int, code: str, headers: Mapping[str, str] | None = None, **extra: object
+) -> web.Response:
+    """A JSON error ``{"error": code, ...extra}``."""
+    return reply({"error": code, **extra}, status=status, headers=headers)
+
+
+def unavailable() -> web.Response:
+    return error(503, "unavailable", headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)})
+
+
+def json_errors(handler: Handler) -> Handler:
+    """Turn aiohttp's errors, Redis outages and bugs in ``handler`` into JSON."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error(exc.status, _CODES.get(exc.status, "error"))
+        except (RedisError, OSError, TimeoutError):
+            log.warning("redis unavailable during %s %s", request.method, request.path)
+            return unavailable()
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return error(500, "internal")
+
+    return wrapped
+
+
+FALLBACK_PATH = "/{unmatched:.*}"
+
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """The last route: 405 (with ``Allow``) when the path exists for other methods, else 404."""
+    allowed: set[str] = set()
+    this = request.match_info.route.resource
+    for resource in request.app.router.resources():
+        if resource is this:
+            continue
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    if allowed:
+        return error(405, "method_not_allowed", headers={"Allow": ",".join(sorted(allowed))})
+    return error(404, "not_found")
