@@ -30,9 +30,6 @@ class Gateway:
     _event_keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
     # (event, arrival, admitted_at) -> token: a ticket's token is signed once.
     tokens: dict[tuple[str, int, int], str] = field(default_factory=dict)
-    # (event, salt) -> ticket id -> arrival, for ids whose MAC was checked: a poll of a
-    # known id costs a dict lookup instead of a base64 decode and an HMAC.
-    _verified: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
     def ticket_key(self, view: EventView) -> bytes:
         """The MAC key of the event's ticket ids (derived once per event and salt)."""
@@ -43,11 +40,6 @@ class Gateway:
             self._event_keys[cache_key] = key
         return key
 
-    def known_arrival(self, view: EventView, ticket_id: str) -> int | None:
-        """The arrival number of an id already verified for this event, if any."""
-        cache = self._verified.get((view.event_id, view.config.salt))
-        return None if cache is None else cache.get(ticket_id)
-
     def verify_ticket(self, view: EventView, ticket_id: str) -> int | None:
         """The arrival number of a genuine ticket id of this event, or None for a forgery.
 
@@ -56,11 +48,15 @@ class Gateway:
         arrival, raw = ticket_ids.parse(ticket_id)
         if not ticket_ids.verify(self.ticket_key(view), raw):
             return None
-        cache = self._verified.setdefault((view.event_id, view.config.salt), {})
+        self.remember(view, ticket_id, arrival)
+        return arrival
+
+    def remember(self, view: EventView, ticket_id: str, arrival: int) -> None:
+        """Note a genuine id (checked, or issued here) so its polls skip the MAC."""
+        cache = view.verified_ids
         if len(cache) >= VERIFIED_CACHE_MAX:
             cache.clear()
         cache[ticket_id] = arrival
-        return arrival
 
 
 VERIFIED_CACHE_MAX = 1_000_000
