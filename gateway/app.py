@@ -17,7 +17,7 @@ from gateway.state import GATEWAY, Gateway
 from waitroom.redis_conn import make_redis
 from waitroom.scripts import register_scripts
 from waitroom.settings import Settings, SettingsError
-from waitroom.tokens import AdmissionSigner
+from waitroom.tokens import AdmissionSigner, AdmissionVerifier
 from waitroom.viewstore import ViewStore
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         heartbeats=heartbeats,
         joiner=JoinCoalescer(scripts, settings.join_limit, settings.join_window_s * 1000),
         signer=AdmissionSigner.from_settings(settings),
+        verifier=AdmissionVerifier.from_settings(settings),
         ticket_secret=settings.ticket_secret_bytes(),
     )
     app[GATEWAY] = gw

@@ -13,6 +13,7 @@ from waitroom.events import check_event_id, public_event
 from waitroom.keys import EventKeys
 from waitroom.schedule import EventState
 from waitroom.tickets import JoinCode, LeaveOutcome, leave, requeue
+from waitroom.tokens import InvalidAdmission
 from waitroom.view import EventView, Resolution, TicketStatus
 
 COOKIE_PREFIX = "wr_"
@@ -280,6 +281,36 @@ async def delete_ticket(request: web.Request) -> web.Response:
     return response
 
 
+@json_errors
+async def get_admission(request: web.Request) -> web.Response:
+    """Check an admission token offline, as the services behind the door do: the pages and
+    any proxy can ask "is this session still admitted?" without a Redis round trip."""
+    gw = request.app[GATEWAY]
+    try:
+        view = await _view(gw, request.match_info["event_id"])
+    except LookupError:
+        return _unknown_event()
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return error(401, "missing_token", headers={"WWW-Authenticate": "Bearer"})
+    try:
+        admission = gw.verifier.verify(token.strip(), view.event_id)
+    except InvalidAdmission:
+        return error(401, "invalid_token", headers={"WWW-Authenticate": "Bearer"})
+    if admission.arrival in view.ended or admission.arrival in view.left:
+        return error(401, "session_ended", headers={"WWW-Authenticate": "Bearer"})
+    return reply(
+        {
+            "event_id": view.event_id,
+            "ticket_id": admission.ticket_id,
+            "arrival": admission.arrival,
+            "issued_at": view.config.iso(admission.issued_at * 1000),
+            "expires_at": view.config.iso(admission.expires_at * 1000),
+            "kid": admission.kid,
+        }
+    )
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     """The public API. Polls first: aiohttp tries the routes under one path prefix in the
     order they were added, and polls are the load."""
@@ -287,3 +318,4 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_delete(TICKET_PATH, delete_ticket)
     router.add_post(EVENT_PATH + "/tickets", join)
     router.add_get(EVENT_PATH, get_event)
+    router.add_get(EVENT_PATH + "/admission", get_admission)

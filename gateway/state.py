@@ -12,7 +12,7 @@ from gateway.joiner import JoinCoalescer
 from waitroom import ticket_ids
 from waitroom.scripts import Scripts
 from waitroom.settings import Settings
-from waitroom.tokens import AdmissionSigner
+from waitroom.tokens import AdmissionSigner, AdmissionVerifier
 from waitroom.view import EventView
 from waitroom.viewstore import ViewStore
 
@@ -26,6 +26,7 @@ class Gateway:
     heartbeats: HeartbeatBuffer
     joiner: JoinCoalescer
     signer: AdmissionSigner
+    verifier: AdmissionVerifier
     ticket_secret: bytes
     _event_keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
     # (event, arrival, admitted_at) -> token: a ticket's token is signed once.

@@ -164,3 +164,53 @@ async def test_unmatched_paths_and_methods_are_json(client: Client, redis: Redis
     assert resp.status == 404 and (await resp.json())["error"] == "not_found"
     resp = await client.delete("/admin/v1/events/camp/stats", headers=AUTH)
     assert resp.status == 405
+
+
+async def test_admission_check_endpoint(client: Client, redis: Redis, settings: Settings) -> None:
+    import time
+
+    from queue_service.service import QueueService
+    from waitroom.scripts import register_scripts
+    from waitroom.tokens import AdmissionSigner
+
+    await create_event(client, redis, opens_in=0.2, admit_per_minute=6000)
+    service = QueueService(redis, register_scripts(redis), "t", 1000, 0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        for _ in range(100):
+            event = await (await client.get("/api/v1/events/camp")).json()
+            if event["draw"]["seed"]:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        ticket = await join(client)
+        assert ticket["status"] == "admitted"
+        token = ticket["admission"]["token"]
+        url = "/api/v1/events/camp/admission"
+        resp = await client.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert resp.status == 200 and (await resp.json())["ticket_id"] == ticket["ticket_id"]
+        resp = await client.get(url)
+        assert resp.status == 401 and (await resp.json())["error"] == "missing_token"
+        forged = AdmissionSigner(b"\x07" * 32, "k1").sign(
+            "camp", "x", 1, int(time.time()), int(time.time()) + 60
+        )
+        resp = await client.get(url, headers={"Authorization": f"Bearer {forged}"})
+        assert resp.status == 401 and (await resp.json())["error"] == "invalid_token"
+        expired = AdmissionSigner.from_settings(settings).sign(
+            "camp", "x", 1, int(time.time()) - 900, int(time.time()) - 300
+        )
+        resp = await client.get(url, headers={"Authorization": f"Bearer {expired}"})
+        assert resp.status == 401 and (await resp.json())["error"] == "invalid_token"
+        await create_event(client, redis, "swim", opens_in=60)
+        resp = await client.get(
+            "/api/v1/events/swim/admission", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert resp.status == 401  # a token for camp does not open swim
+        resp = await client.delete(f"/api/v1/events/camp/tickets/{ticket['ticket_id']}")
+        assert resp.status == 204
+        resp = await client.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert resp.status == 401 and (await resp.json())["error"] == "session_ended"
+    finally:
+        stop.set()
+        await task

@@ -19,7 +19,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from waitroom.redis_server import RedisServer
+from waitroom.redis_server import RedisServer, die_with_parent
 from waitroom.tokens import new_signing_key, public_key_of
 
 RUN_DIR = Path(".run")
@@ -90,10 +90,11 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
         redis_server.start()
         env["WAITROOM_REDIS_URL"] = redis_server.url
         print(f"redis: {redis_server.url} (data in {RUN_DIR / 'redis'})", flush=True)
-    children = [subprocess.Popen([sys.executable, "-m", "queue_service"], env=env)]
-    children += [
-        subprocess.Popen([sys.executable, "-m", "gateway"], env=env) for _ in range(gateways)
+    children = [
+        subprocess.Popen([sys.executable, "-m", module], env=env, preexec_fn=die_with_parent)
+        for module in ["queue_service"] + ["gateway"] * gateways
     ]
+    parent = os.getppid()
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -137,7 +138,10 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
         if not stopping:
             print(f"admin token: {env['WAITROOM_ADMIN_TOKEN']}")
             print(f"ready: {base}", flush=True)
+        # Also stop when whoever started us (make) is gone: a SIGTERM to make is not passed on.
         while not stopping and all(child.poll() is None for child in children):
+            if os.getppid() != parent:
+                break
             time.sleep(0.2)
     finally:
         for child in children:

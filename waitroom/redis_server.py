@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -20,6 +21,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for a child process: receive SIGTERM when the parent dies (Linux)."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def find_redis_server() -> str:
@@ -45,7 +57,7 @@ class RedisServer:
     """A redis-server child process with append-only persistence under ``data_dir``."""
 
     def __init__(self, data_dir: Path, port: int | None = None, fsync: str = "everysec") -> None:
-        self.data_dir = data_dir
+        self.data_dir = data_dir.resolve()  # redis-server chdirs to --dir first
         self.port = port or free_port()
         self.fsync = fsync
         self.process: subprocess.Popen[bytes] | None = None
@@ -78,6 +90,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout_s
