@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 from aiohttp import web
@@ -20,6 +21,7 @@ COOKIE_PREFIX = "wr_"
 SOON_POLL_MS = 2000
 MIN_POLL_MS = 1000
 
+log = logging.getLogger(__name__)
 EVENT_PATH = "/api/v1/events/{event_id}"
 TICKET_PATH = EVENT_PATH + "/tickets/{ticket_id}"
 
@@ -130,17 +132,6 @@ async def _put_back(gw: Gateway, view: EventView, arrival: int, now_ms: int) -> 
     return view.resolve(arrival, now_ms)
 
 
-async def _resolve(gw: Gateway, view: EventView, arrival: int, now_ms: int) -> Resolution:
-    """Resolve from memory (a Redis write only to put back a ticket that lost priority);
-    a ticket in line is seen, so its heartbeat is recorded."""
-    res = view.resolve(arrival, now_ms)
-    if res.lost_priority:
-        res = await _put_back(gw, view, arrival, now_ms)
-    if res.status is TicketStatus.WAITING or res.status is TicketStatus.PREQUEUE:
-        gw.heartbeats.beat(view.event_id, arrival, now_ms, view.config.heartbeat_grace_ms)
-    return res
-
-
 def _live_cookie_ticket(
     request: web.Request, gw: Gateway, view: EventView, now_ms: int
 ) -> tuple[str, int, Resolution] | None:
@@ -181,9 +172,10 @@ async def join(request: web.Request) -> web.Response:
     now_ms = gw.store.clock.now_ms()
     existing = _live_cookie_ticket(request, gw, view, now_ms)
     if existing is not None:
-        ticket_id, arrival, _ = existing
-        res = await _resolve(gw, view, arrival, now_ms)
-        return reply(ticket_body(gw, view, ticket_id, arrival, res, now_ms))
+        ticket_id, arrival, res = existing
+        if res.lost_priority:
+            res = await _put_back(gw, view, arrival, now_ms)
+        return _answer(gw, view, ticket_id, arrival, res, now_ms)
     state = view.state(now_ms)
     if state is EventState.SCHEDULED:
         return error(409, "not_open", waiting_room_opens_at=view.config.iso(view.config.wro_ms))
@@ -235,20 +227,58 @@ async def _ticket(
     return gw, view, ticket_id, checked
 
 
-@json_errors
-async def poll(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    ticket_id = request.match_info["ticket_id"]
-    view = gw.store.views.get(request.match_info["event_id"])
-    arrival = None if view is None else view.verified_ids.get(ticket_id)
-    if view is None or arrival is None:  # first sight of this id here: check it in full
-        checked = await _ticket(request)
-        if isinstance(checked, web.Response):
-            return checked
-        gw, view, ticket_id, arrival = checked
+def _poll_known(gw: Gateway, view: EventView, ticket_id: str, arrival: int) -> web.Response | None:
+    """A poll answered from memory alone; None when it needs Redis (the slow path)."""
     now_ms = gw.store.clock.now_ms()
     if gw.store.age_s() > gw.settings.stale_after_s:
         # The parent is here even if Redis is not: the heartbeat is kept for later.
+        gw.heartbeats.beat(view.event_id, arrival, now_ms)
+        return unavailable()
+    if arrival > view.seq:
+        return None
+    res = view.resolve(arrival, now_ms)
+    if res.lost_priority:
+        return None
+    return _answer(gw, view, ticket_id, arrival, res, now_ms)
+
+
+def _answer(
+    gw: Gateway, view: EventView, ticket_id: str, arrival: int, res: Resolution, now_ms: int
+) -> web.Response:
+    """The poll's answer; a ticket still in line was seen, so its heartbeat is recorded."""
+    if res.status is TicketStatus.WAITING or res.status is TicketStatus.PREQUEUE:
+        gw.heartbeats.beat(view.event_id, arrival, now_ms, view.config.heartbeat_grace_ms)
+    return reply(ticket_body(gw, view, ticket_id, arrival, res, now_ms))
+
+
+async def poll(request: web.Request) -> web.StreamResponse:
+    """The load: a known ticket is answered without an await or a Redis round trip."""
+    gw = request.app[GATEWAY]
+    ticket_id = request.match_info["ticket_id"]
+    view = gw.store.views.get(request.match_info["event_id"])
+    if view is not None:
+        arrival = view.verified_ids.get(ticket_id)
+        if arrival is not None:
+            try:
+                fast = _poll_known(gw, view, ticket_id, arrival)
+            except Exception:
+                log.exception("unhandled error on a poll")
+                return error(500, "internal")
+            if fast is not None:
+                return fast
+    return await _poll_in_full(request)
+
+
+@json_errors
+async def _poll_in_full(request: web.Request) -> web.Response:
+    """A poll that needs Redis: first sight of an id here, a ticket issued a moment ago
+    elsewhere, or one that lost priority and must be put back in line."""
+    checked = await _ticket(request)
+    if isinstance(checked, web.Response):
+        return checked
+    gw, view, ticket_id, arrival = checked
+    now_ms = gw.store.clock.now_ms()
+    if gw.store.age_s() > gw.settings.stale_after_s:
         gw.heartbeats.beat(view.event_id, arrival, now_ms)
         return unavailable()
     if arrival > view.seq:
@@ -259,9 +289,7 @@ async def poll(request: web.Request) -> web.Response:
     res = view.resolve(arrival, now_ms)
     if res.lost_priority:
         res = await _put_back(gw, view, arrival, now_ms)
-    if res.status is TicketStatus.WAITING or res.status is TicketStatus.PREQUEUE:
-        gw.heartbeats.beat(view.event_id, arrival, now_ms, view.config.heartbeat_grace_ms)
-    return reply(ticket_body(gw, view, ticket_id, arrival, res, now_ms))
+    return _answer(gw, view, ticket_id, arrival, res, now_ms)
 
 
 @json_errors
