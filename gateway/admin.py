@@ -99,22 +99,21 @@ async def patch_event(request: web.Request) -> web.StreamResponse:
     return reply(await _refreshed(gw, event_id))
 
 
-@routes.post(ADMIN_PREFIX + "/events/{event_id}/pause")
-@_guarded
-async def pause(request: web.Request) -> web.StreamResponse:
-    gw = request.app[GATEWAY]
-    event_id = request.match_info["event_id"]
-    await events.set_paused(gw.redis, event_id, True)
-    return reply(await _refreshed(gw, event_id))
+def _set_paused(paused: bool) -> Handler:
+    """The pause (True) or resume (False) handler."""
+
+    @_guarded
+    async def handler(request: web.Request) -> web.StreamResponse:
+        gw = request.app[GATEWAY]
+        event_id = request.match_info["event_id"]
+        await events.set_paused(gw.redis, event_id, paused)
+        return reply(await _refreshed(gw, event_id))
+
+    return handler
 
 
-@routes.post(ADMIN_PREFIX + "/events/{event_id}/resume")
-@_guarded
-async def resume(request: web.Request) -> web.StreamResponse:
-    gw = request.app[GATEWAY]
-    event_id = request.match_info["event_id"]
-    await events.set_paused(gw.redis, event_id, False)
-    return reply(await _refreshed(gw, event_id))
+routes.post(ADMIN_PREFIX + "/events/{event_id}/pause")(_set_paused(True))
+routes.post(ADMIN_PREFIX + "/events/{event_id}/resume")(_set_paused(False))
 
 
 @routes.get(ADMIN_PREFIX + "/events/{event_id}/stats")

@@ -7,11 +7,11 @@ import math
 
 from aiohttp import web
 
-from gateway.replies import error, json_errors, reply, unavailable
+from gateway.replies import ApiError, error, json_errors, reply, unavailable
 from gateway.state import GATEWAY, Gateway
 from waitroom import ticket_ids
-from waitroom.events import check_event_id, public_event
-from waitroom.keys import EventKeys
+from waitroom.events import public_event
+from waitroom.keys import EVENT_ID_RE, EventKeys
 from waitroom.schedule import EventState
 from waitroom.tickets import JoinCode, LeaveOutcome, leave, requeue
 from waitroom.tokens import InvalidAdmission
@@ -43,21 +43,17 @@ def ticket_cookie(event_id: str, ticket_id: str, max_age_s: int) -> str:
 
 
 async def _view(gw: Gateway, event_id: str) -> EventView:
-    """The event's view; an event created a moment ago elsewhere is fetched once."""
+    """The event's view; an event created a moment ago elsewhere is fetched once.
+
+    Raises ApiError 404 ``unknown_event``.
+    """
     view = gw.store.views.get(event_id)
     if view is None:
-        try:
-            check_event_id(event_id)
-        except ValueError:
-            raise web.HTTPNotFound() from None
-        view = await gw.store.refresh_event(event_id)
+        if EVENT_ID_RE.match(event_id):
+            view = await gw.store.refresh_event(event_id)
         if view is None:
-            raise LookupError(event_id)
+            raise ApiError(404, "unknown_event")
     return view
-
-
-def _unknown_event() -> web.Response:
-    return error(404, "unknown_event")
 
 
 def _client_key(request: web.Request, gw: Gateway) -> str:
@@ -155,20 +151,14 @@ def _live_cookie_ticket(
 @json_errors
 async def get_event(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    try:
-        view = await _view(gw, request.match_info["event_id"])
-    except LookupError:
-        return _unknown_event()
+    view = await _view(gw, request.match_info["event_id"])
     return reply(public_event(view, gw.store.clock.now_ms()))
 
 
 @json_errors
 async def join(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    try:
-        view = await _view(gw, request.match_info["event_id"])
-    except LookupError:
-        return _unknown_event()
+    view = await _view(gw, request.match_info["event_id"])
     now_ms = gw.store.clock.now_ms()
     existing = _live_cookie_ticket(request, gw, view, now_ms)
     if existing is not None:
@@ -189,7 +179,7 @@ async def join(request: web.Request) -> web.Response:
     if result.code is JoinCode.CLOSED:
         return error(409, "closed")
     if result.code is JoinCode.UNKNOWN_EVENT:
-        return _unknown_event()
+        raise ApiError(404, "unknown_event")
     if result.code is JoinCode.RATE_LIMITED:
         retry_s = max(1, math.ceil(result.retry_after_ms / 1000))
         return error(429, "rate_limited", headers={"Retry-After": str(retry_s)})
@@ -208,22 +198,17 @@ async def join(request: web.Request) -> web.Response:
     )
 
 
-async def _ticket(
-    request: web.Request,
-) -> tuple[Gateway, EventView, str, int] | web.Response:
-    """Parse and check the ticket of a ticket URL, or the error response to send."""
+async def _ticket(request: web.Request) -> tuple[Gateway, EventView, str, int]:
+    """The gateway, view, id and arrival number of a ticket URL; ApiError when not genuine."""
     gw = request.app[GATEWAY]
     ticket_id = request.match_info["ticket_id"]
-    try:
-        view = await _view(gw, request.match_info["event_id"])
-    except LookupError:
-        return _unknown_event()
+    view = await _view(gw, request.match_info["event_id"])
     try:
         checked = gw.verify_ticket(view, ticket_id)
     except ticket_ids.BadTicketId:
-        return error(400, "bad_ticket_id")
+        raise ApiError(400, "bad_ticket_id") from None
     if checked is None:
-        return error(404, "unknown_ticket")
+        raise ApiError(404, "unknown_ticket")
     return gw, view, ticket_id, checked
 
 
@@ -273,10 +258,7 @@ async def poll(request: web.Request) -> web.StreamResponse:
 async def _poll_in_full(request: web.Request) -> web.Response:
     """A poll that needs Redis: first sight of an id here, a ticket issued a moment ago
     elsewhere, or one that lost priority and must be put back in line."""
-    checked = await _ticket(request)
-    if isinstance(checked, web.Response):
-        return checked
-    gw, view, ticket_id, arrival = checked
+    gw, view, ticket_id, arrival = await _ticket(request)
     now_ms = gw.store.clock.now_ms()
     if gw.store.age_s() > gw.settings.stale_after_s:
         gw.heartbeats.beat(view.event_id, arrival, now_ms)
@@ -294,10 +276,7 @@ async def _poll_in_full(request: web.Request) -> web.Response:
 
 @json_errors
 async def delete_ticket(request: web.Request) -> web.Response:
-    checked = await _ticket(request)
-    if isinstance(checked, web.Response):
-        return checked
-    gw, view, _, arrival = checked
+    gw, view, _, arrival = await _ticket(request)
     outcome = await leave(gw.scripts, view.event_id, arrival)
     if outcome is LeaveOutcome.UNKNOWN:
         return error(404, "unknown_ticket")
@@ -314,10 +293,7 @@ async def get_admission(request: web.Request) -> web.Response:
     """Check an admission token offline, as the services behind the door do: the pages and
     any proxy can ask "is this session still admitted?" without a Redis round trip."""
     gw = request.app[GATEWAY]
-    try:
-        view = await _view(gw, request.match_info["event_id"])
-    except LookupError:
-        return _unknown_event()
+    view = await _view(gw, request.match_info["event_id"])
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return error(401, "missing_token", headers={"WWW-Authenticate": "Bearer"})

@@ -57,6 +57,16 @@ def unavailable() -> web.Response:
     return error(503, "unavailable", headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)})
 
 
+class ApiError(Exception):
+    """Raised anywhere under a handler: answered as ``{"error": code, **extra}``."""
+
+    def __init__(self, status: int, code: str, **extra: object) -> None:
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.extra = extra
+
+
 def json_errors(handler: Handler) -> Handler:
     """Turn aiohttp's errors, Redis outages and bugs in ``handler`` into JSON."""
 
@@ -64,6 +74,8 @@ def json_errors(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
+        except ApiError as exc:
+            return reply({"error": exc.code, **exc.extra}, status=exc.status)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
