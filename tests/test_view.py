@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from redis.asyncio import Redis
+
 from waitroom.draw import DrawnOrder
 from waitroom.schedule import EventConfig
 from waitroom.view import EventView, TicketStatus
@@ -65,3 +67,34 @@ def test_eta_uses_measured_rate_and_skip_share() -> None:
     assert view.eta_ms(11, now) == 3_000  # 10 ahead, half skipped, 2/s: (5 + 1) / 2
     view.set_stats({"eta_rate_milli": "0"})
     assert view.eta_ms(11, now) is None  # measured: nothing moves, so no promise
+
+
+async def test_concurrent_refreshes_fold_each_log_entry_once(redis: Redis) -> None:
+    """An operator's refresh racing the background one must not skip change-log entries."""
+    import asyncio
+
+    from waitroom.keys import EventKeys
+    from waitroom.viewstore import ViewStore
+
+    k = EventKeys("camp")
+    await redis.hset(
+        k.cfg,
+        mapping={
+            "wro_ms": 0,
+            "opens_ms": 1,
+            "closes_ms": 10**13,
+            "rate": 0,
+            "max_active": 0,
+            "ttl_ms": 1000,
+            "hb_ms": 5000,
+            "salt": "s",
+        },
+    )
+    await redis.sadd("wr:events", "camp")
+    await redis.rpush(k.log, *[f"L {a}" for a in range(1, 7001)])
+    store = ViewStore(redis)
+    await asyncio.gather(*(store.refresh_event("camp") for _ in range(4)))
+    await redis.rpush(k.log, "L 7001")
+    await asyncio.gather(store.refresh_event("camp"), store.refresh_event("camp"))
+    view = store.views["camp"]
+    assert view.log_index == 7001 and len(view.left) == 7001

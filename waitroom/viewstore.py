@@ -32,6 +32,7 @@ class ViewStore:
         self.leader: str | None = None
         self.refreshed_at = 0.0  # monotonic time of the last complete refresh
         self._orders: dict[tuple[str, str, int], DrawnOrder] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def age_s(self) -> float:
         """Seconds since the last successful refresh (infinite before the first)."""
@@ -55,7 +56,18 @@ class ViewStore:
         self.refreshed_at = time.monotonic()
 
     async def refresh_event(self, event_id: str) -> EventView | None:
-        """Refresh one event's view (created on first sight); None if it does not exist."""
+        """Refresh one event's view (created on first sight); None if it does not exist.
+
+        One refresh of an event at a time: two interleaved ones would both fold the same
+        tail of the change log and then skip as many entries.
+        """
+        lock = self._locks.get(event_id)
+        if lock is None:
+            lock = self._locks[event_id] = asyncio.Lock()
+        async with lock:
+            return await self._refresh_event(event_id)
+
+    async def _refresh_event(self, event_id: str) -> EventView | None:
         k = keys.EventKeys(event_id)
         view = self.views.get(event_id)
         while True:
