@@ -19,6 +19,8 @@ from waitroom.view import EventView, Resolution, TicketStatus
 
 COOKIE_PREFIX = "wr_"
 SOON_POLL_MS = 2000
+DRAW_SETTLE_MS = 500
+DRAW_SPREAD_MS = 3000
 MIN_POLL_MS = 1000
 
 log = logging.getLogger(__name__)
@@ -65,12 +67,14 @@ def _client_key(request: web.Request, gw: Gateway) -> str:
     return request.remote or "unknown"
 
 
-def _poll_after_ms(gw: Gateway, view: EventView, res: Resolution, now_ms: int) -> int:
+def _poll_after_ms(gw: Gateway, view: EventView, arrival: int, res: Resolution, now_ms: int) -> int:
     wish = min(gw.settings.poll_after_ms, view.config.heartbeat_timeout_ms // 4)
     if res.status is TicketStatus.PREQUEUE:
         until_open = view.config.opens_ms - now_ms
         if 0 < until_open < wish:
-            wish = until_open + 500
+            # Everyone in the pre-queue wants their place right after the draw: spread
+            # those first polls over a few seconds instead of one thundering instant.
+            wish = until_open + DRAW_SETTLE_MS + (arrival * 7919) % DRAW_SPREAD_MS
     elif res.eta_ms is not None and res.eta_ms < wish * 2:
         wish = min(wish, SOON_POLL_MS)
     return max(MIN_POLL_MS, wish)
@@ -111,7 +115,7 @@ def ticket_body(
         "position": res.position,
         "eta_seconds": eta_s,
         "eta_at": None if res.eta_ms is None else view.config.iso(now_ms + res.eta_ms),
-        "poll_after_ms": _poll_after_ms(gw, view, res, now_ms),
+        "poll_after_ms": _poll_after_ms(gw, view, arrival, res, now_ms),
         "requeued": res.requeued,
         "admission": admission,
         "arrival": arrival,

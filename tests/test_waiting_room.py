@@ -48,6 +48,9 @@ async def test_nobody_admitted_before_the_draw_then_drawn_once(
 ) -> None:
     await create_event(client, redis, opens_in=2.0, admit_per_minute=60_000, max_active=10_000)
     tickets = [await join(client) for _ in range(30)]
+    # Their first polls after the draw are spread over a few seconds, not one instant.
+    afters = [t["poll_after_ms"] for t in tickets]
+    assert len(set(afters)) > 10 and all(500 <= a <= 2000 + 3500 for a in afters)
     await asyncio.sleep(1.0)
     assert all(s == "prequeue" for s in await statuses(client, tickets))
     stats = await (await client.get("/admin/v1/events/camp/stats", headers=AUTH)).json()
