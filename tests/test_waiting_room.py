@@ -304,3 +304,48 @@ async def test_thousand_concurrent_joins_get_distinct_numbers(client: Client, re
     arrivals = await asyncio.gather(*(one() for _ in range(1000)))
     assert sorted(arrivals) == list(range(1, 1001))
     assert int(await redis.get("wr:{camp}:seq") or 0) == 1000
+
+
+async def test_expired_session_frees_its_slot(
+    client: Client, redis: Redis, leader: QueueService
+) -> None:
+    await create_event(
+        client,
+        redis,
+        opens_in=0.3,
+        admit_per_minute=6000,
+        max_active=1,
+        session_ttl_s=10,
+        prequeue_order="fifo",
+    )
+    first, second = await join(client), await join(client)
+
+    async def first_in() -> bool:
+        return bool((await poll(client, first))["status"] == "admitted")
+
+    await wait_for(first_in, 10)
+    admission = (await poll(client, first))["admission"]
+    assert admission is not None
+    await asyncio.sleep(3)
+    assert (await poll(client, second))["status"] == "waiting"  # max_active = 1 holds
+
+    async def second_in() -> bool:
+        return bool((await poll(client, second))["status"] == "admitted")
+
+    await wait_for(second_in, 15)  # the first session's 10 s ran out: its slot is free
+    assert (await poll(client, first))["status"] == "done"
+
+
+async def test_the_draw_cannot_be_rescheduled_once_done(
+    client: Client, redis: Redis, leader: QueueService
+) -> None:
+    from tests.conftest import schedule
+
+    await create_event(client, redis, opens_in=0.3)
+    await wait_for(lambda: _drawn(client), 10)
+    body = await schedule(redis, opens_in=600)
+    resp = await client.put("/admin/v1/events/camp", json=body, headers=AUTH)
+    assert resp.status == 422
+    assert "cannot change after the draw" in (await resp.json())["detail"]
+    event = await (await client.get("/api/v1/events/camp")).json()
+    assert event["state"] == "open"
