@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
@@ -286,22 +287,17 @@ async def test_leaving_the_line(client: Client, redis: Redis, leader: QueueServi
 
 async def test_thousand_concurrent_joins_get_distinct_numbers(client: Client, redis: Redis) -> None:
     await create_event(client, redis, opens_in=60)
+    url = client.make_url("/api/v1/events/camp/tickets")
+    # A session that keeps no cookies: every request is another browser, all at once.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as browsers:
 
-    async def one() -> int:
-        async with client.session.post(
-            client.make_url("/api/v1/events/camp/tickets"),
-            cookies=None,
-        ) as resp:
-            assert resp.status in (200, 201)
-            body: dict[str, Any] = await resp.json()
-            return int(body["arrival"])
+        async def one() -> int:
+            async with browsers.post(url) as resp:
+                assert resp.status == 201
+                body: dict[str, Any] = await resp.json()
+                return int(body["arrival"])
 
-    client.session.cookie_jar.clear()
-    # A fresh connector per request would be slow; ignore cookies so each join is new.
-    from aiohttp import DummyCookieJar
-
-    client.session._cookie_jar = DummyCookieJar()  # each request is another browser
-    arrivals = await asyncio.gather(*(one() for _ in range(1000)))
+        arrivals = await asyncio.gather(*(one() for _ in range(1000)))
     assert sorted(arrivals) == list(range(1, 1001))
     assert int(await redis.get("wr:{camp}:seq") or 0) == 1000
 
