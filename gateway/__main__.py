@@ -1,30 +1,45 @@
-"""``python -m gateway``: run one gateway process on uvloop."""
+"""``python -m gateway``: run one gateway process on uvloop, polls on the fast path."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 
 import uvloop
 from aiohttp import web
 
+from gateway import fastpath
 from gateway.app import create_app
-from waitroom.settings import load_settings
+from waitroom.settings import Settings, load_settings
+
+log = logging.getLogger("gateway")
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM, then stop taking connections, drain and clean up."""
+    runner = web.AppRunner(
+        create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+    )
+    await runner.setup()
+    fastpath.install(runner)
+    site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=True)
+    await site.start()
+    log.info("gateway listening on http://%s:%d", settings.http_host, settings.http_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s gateway %(levelname)s %(message)s")
-    settings = load_settings()
-    app = create_app(settings)
-    web.run_app(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=5.0,
-        reuse_port=True,
-        loop=uvloop.new_event_loop(),
-    )
+    uvloop.run(serve(load_settings()))
 
 
 if __name__ == "__main__":

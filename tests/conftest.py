@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
+from gateway import fastpath
 from gateway.app import create_app
 from queue_service.service import QueueService
 from waitroom.redis_conn import make_redis
@@ -62,7 +64,18 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
 async def client(
     settings: Settings, redis: Redis, aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]]
 ) -> TestClient[Any, Any]:
-    return await aiohttp_client(create_app(settings))
+    return await gateway_client(aiohttp_client, settings)
+
+
+async def gateway_client(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], settings: Settings
+) -> TestClient[Any, Any]:
+    """A real gateway as production runs it: the application with the poll fast path."""
+    client = await aiohttp_client(create_app(settings))
+    runner = client.server.runner
+    assert isinstance(runner, web.AppRunner)
+    fastpath.install(runner)
+    return client
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from gateway.app import create_app
-from tests.conftest import AUTH, create_event, join, poll, schedule
+from tests.conftest import AUTH, create_event, gateway_client, join, poll, schedule
 from waitroom import ticket_ids
 from waitroom.redis_server import RedisServer
 from waitroom.settings import Settings
@@ -122,7 +122,7 @@ async def test_redis_down_is_503_and_no_ticket_is_lost(
     server.start()
     try:
         local = settings.model_copy(update={"redis_url": server.url, "stale_after_s": 0.5})
-        client = await aiohttp_client(create_app(local))
+        client = await gateway_client(aiohttp_client, local)
         from waitroom.redis_conn import make_redis
 
         redis = make_redis(server.url)

@@ -9,9 +9,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from gateway.app import create_app
 from queue_service.service import QueueService
-from tests.conftest import create_event, join, poll, wait_for
+from tests.conftest import create_event, gateway_client, join, poll, wait_for
 from waitroom.settings import Settings
 
 Client = TestClient[Any, Any]
@@ -23,8 +22,8 @@ async def test_a_ticket_from_one_gateway_is_known_to_another(
     leader: QueueService,
     aiohttp_client: Callable[..., Awaitable[Client]],
 ) -> None:
-    first = await aiohttp_client(create_app(settings))
-    second = await aiohttp_client(create_app(settings))
+    first = await gateway_client(aiohttp_client, settings)
+    second = await gateway_client(aiohttp_client, settings)
     await create_event(first, redis, opens_in=1.0, admit_per_minute=60, max_active=100)
     ticket = await join(first)
     # Polled on the other gateway at once, before its view has seen the new arrival.

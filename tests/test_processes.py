@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from tests.conftest import AUTH, create_event, join, poll, statuses, wait_for
+from tests.conftest import AUTH, create_event, gateway_client, join, poll, statuses, wait_for
 from waitroom import audit, keys
 from waitroom.redis_server import RedisServer
 from waitroom.scripts import register_scripts
@@ -123,7 +123,6 @@ async def test_concurrent_draw_calls_draw_exactly_once(client: Client, redis: Re
 async def test_redis_restart_keeps_every_place(
     settings: Settings, tmp_path: Path, aiohttp_client: Any
 ) -> None:
-    from gateway.app import create_app
     from queue_service.service import QueueService
     from waitroom.redis_conn import make_redis
 
@@ -134,7 +133,7 @@ async def test_redis_restart_keeps_every_place(
     redis = make_redis(server.url)
     try:
         local = settings.model_copy(update={"redis_url": server.url})
-        client = await aiohttp_client(create_app(local))
+        client = await gateway_client(aiohttp_client, local)
         await create_event(client, redis, opens_in=1.0, admit_per_minute=0, max_active=100)
         tickets = [await join(client) for _ in range(20)]
         service = QueueService(redis, register_scripts(redis), "solo", 1000, 0.05)

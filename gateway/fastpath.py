@@ -1,0 +1,49 @@
+"""The poll fast path: known tickets are answered before aiohttp's application machinery.
+
+Polls are the load (50 000 parents every 5 s is 10 000 requests/s), and most of a poll's
+cost in aiohttp is not the answer but the way to it: routing, the request's application
+context, the handler chain. The fast path sits in front of the application as the
+server's request handler (``Server.request_handler``, public), recognises
+``GET /api/v1/events/{event}/tickets/{ticket}`` by splitting the path, and answers a
+ticket this process has already verified straight from the in-memory view. Anything else
+— another route, an id seen here for the first time, a ticket that must be put back in
+line, a failure — goes through the application unchanged, so behaviour is the same
+either way; only the cost differs (``make bench``: about 0.85 of a bare handler with it,
+0.65 without).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.public import poll_known_ticket
+from gateway.state import GATEWAY
+
+EVENTS_PREFIX = "/api/v1/events/"
+_PREFIX_LEN = len(EVENTS_PREFIX)
+
+RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def install(runner: web.AppRunner) -> None:
+    """Put the fast path in front of ``runner``'s application (after ``runner.setup()``)."""
+    server = runner.server
+    if server is None:
+        raise RuntimeError("install the poll fast path after runner.setup()")
+    gw = runner.app[GATEWAY]
+    full: RequestHandler = server.request_handler
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        if request.method == "GET":
+            path = request.path
+            if path.startswith(EVENTS_PREFIX):
+                parts = path[_PREFIX_LEN:].split("/")
+                if len(parts) == 3 and parts[1] == "tickets":
+                    answer = poll_known_ticket(gw, parts[0], parts[2])
+                    if answer is not None:
+                        return answer
+        return await full(request)
+
+    server.request_handler = handle

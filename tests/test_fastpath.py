@@ -1,0 +1,93 @@
+"""The poll fast path answers known tickets itself and hands everything else on."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from gateway import fastpath
+from gateway.heartbeats import HeartbeatBuffer
+from gateway.joiner import JoinCoalescer
+from gateway.state import GATEWAY, Gateway
+from waitroom import ticket_ids
+from waitroom.draw import DrawnOrder
+from waitroom.redis_conn import make_redis
+from waitroom.schedule import EventConfig
+from waitroom.scripts import register_scripts
+from waitroom.settings import Settings
+from waitroom.tokens import AdmissionSigner, AdmissionVerifier, new_signing_key
+from waitroom.view import EventView
+from waitroom.viewstore import ViewStore
+
+
+async def test_dispatch() -> None:
+    settings = Settings(
+        ticket_secret=secrets.token_urlsafe(32), token_signing_key=new_signing_key()
+    )
+    redis = make_redis("redis://127.0.0.1:1/0")  # never reached: the fast path is memory only
+    store = ViewStore(redis)
+    store.refreshed_at = time.monotonic()
+    config = EventConfig(
+        event_id="camp",
+        wro_ms=0,
+        opens_ms=1,
+        closes_ms=10**13,
+        timezone="UTC",
+        admit_per_minute=60,
+        max_active=10,
+        session_ttl_ms=60_000,
+        heartbeat_timeout_ms=120_000,
+        prequeue_order="fifo",
+        paused=False,
+        salt="s",
+    )
+    view = EventView("camp", config)
+    view.seq = 3
+    view.set_order(DrawnOrder.compute(b"\0" * 32, "camp", 3, fifo=True))
+    store.views["camp"] = view
+    scripts = register_scripts(redis)
+    gw = Gateway(
+        settings=settings,
+        redis=redis,
+        scripts=scripts,
+        store=store,
+        heartbeats=HeartbeatBuffer(redis),
+        joiner=JoinCoalescer(scripts, 1, 1),
+        signer=AdmissionSigner.from_settings(settings),
+        verifier=AdmissionVerifier.from_settings(settings),
+        ticket_secret=settings.ticket_secret_bytes(),
+    )
+    app = web.Application()
+    app[GATEWAY] = gw
+    known = ticket_ids.encode(gw.ticket_key(view), 2)
+    gw.remember(view, known, 2)
+    unseen = ticket_ids.encode(gw.ticket_key(view), 3)
+    handed_on: list[str] = []
+
+    async def full(request: web.BaseRequest) -> web.StreamResponse:
+        handed_on.append(f"{request.method} {request.path}")
+        return web.Response(status=299)
+
+    runner: Any = SimpleNamespace(app=app, server=SimpleNamespace(request_handler=full))
+    fastpath.install(runner)
+    handle = runner.server.request_handler
+
+    answer = await handle(make_mocked_request("GET", f"/api/v1/events/camp/tickets/{known}"))
+    assert answer.status == 200 and handed_on == []
+    assert isinstance(answer, web.Response) and '"position":2' in (answer.text or "")
+    for method, path in [
+        ("GET", f"/api/v1/events/camp/tickets/{unseen}"),  # first sight here: full check
+        ("DELETE", f"/api/v1/events/camp/tickets/{known}"),
+        ("GET", f"/api/v1/events/other/tickets/{known}"),
+        ("GET", f"/api/v1/events/camp/tickets/{known}/extra"),
+        ("GET", "/api/v1/events/camp"),
+        ("GET", "/healthz"),
+    ]:
+        assert (await handle(make_mocked_request(method, path))).status == 299
+    assert len(handed_on) == 6
+    await redis.aclose()
