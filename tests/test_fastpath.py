@@ -91,3 +91,25 @@ async def test_dispatch() -> None:
         assert (await handle(make_mocked_request(method, path))).status == 299
     assert len(handed_on) == 6
     await redis.aclose()
+
+
+async def test_the_real_server_answers_known_polls_before_routing(
+    client: Any, redis: Any, monkeypatch: Any
+) -> None:
+    from tests.conftest import create_event, join, poll
+
+    await create_event(client, redis, opens_in=60)
+    ticket = await join(client)  # issued here, so known to this process
+    router = client.server.app.router
+    routed: list[str] = []
+    original = router.resolve
+
+    async def counting(request: web.Request) -> Any:
+        routed.append(request.path)
+        return await original(request)
+
+    monkeypatch.setattr(router, "resolve", counting)
+    assert (await poll(client, ticket))["status"] == "prequeue"
+    assert routed == []  # answered by the fast path
+    assert (await client.get("/api/v1/events/camp")).status == 200
+    assert routed == ["/api/v1/events/camp"]  # everything else is routed as usual
