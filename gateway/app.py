@@ -1,4 +1,4 @@
-"""The gateway application: ``create_app(settings)`` builds it, ``main()`` runs it."""
+"""The gateway application: ``create_app(settings)`` builds it; ``gateway/__main__.py`` runs it."""
 
 from __future__ import annotations
 
