@@ -58,7 +58,7 @@ async def _view(gw: Gateway, event_id: str) -> EventView:
     return view
 
 
-def _client_key(request: web.Request, gw: Gateway) -> str:
+def _client_key(request: web.BaseRequest, gw: Gateway) -> str:
     if gw.settings.trust_forwarded_for:
         forwarded = request.headers.get("X-Forwarded-For", "")
         first = forwarded.split(",")[0].strip()
@@ -133,7 +133,7 @@ async def _put_back(gw: Gateway, view: EventView, arrival: int, now_ms: int) -> 
 
 
 def _live_cookie_ticket(
-    request: web.Request, gw: Gateway, view: EventView, now_ms: int
+    request: web.BaseRequest, gw: Gateway, view: EventView, now_ms: int
 ) -> tuple[str, int, Resolution] | None:
     ticket_id = request.cookies.get(cookie_name(view.event_id))
     if not ticket_id:
@@ -161,8 +161,12 @@ async def get_event(request: web.Request) -> web.Response:
 
 @json_errors
 async def join(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    view = await _view(gw, request.match_info["event_id"])
+    return await join_ticket(request.app[GATEWAY], request.match_info["event_id"], request)
+
+
+async def join_ticket(gw: Gateway, event_id: str, request: web.BaseRequest) -> web.Response:
+    """Join (or rejoin with the browser's cookie); raises ApiError for refusals it names."""
+    view = await _view(gw, event_id)
     now_ms = gw.store.clock.now_ms()
     existing = _live_cookie_ticket(request, gw, view, now_ms)
     if existing is not None:

@@ -67,25 +67,32 @@ class ApiError(Exception):
         self.extra = extra
 
 
+async def answering_errors(
+    request: web.BaseRequest, call: Callable[[], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Run ``call()``; turn ApiError, aiohttp's errors, Redis outages and bugs into JSON."""
+    try:
+        return await call()
+    except ApiError as exc:
+        return reply({"error": exc.code, **exc.extra}, status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, _CODES.get(exc.status, "error"))
+    except (RedisError, OSError, TimeoutError):
+        log.warning("redis unavailable during %s %s", request.method, request.path)
+        return unavailable()
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error(500, "internal")
+
+
 def json_errors(handler: Handler) -> Handler:
-    """Turn aiohttp's errors, Redis outages and bugs in ``handler`` into JSON."""
+    """A handler whose errors are answered in JSON (see ``answering_errors``)."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiError as exc:
-            return reply({"error": exc.code, **exc.extra}, status=exc.status)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return error(exc.status, _CODES.get(exc.status, "error"))
-        except (RedisError, OSError, TimeoutError):
-            log.warning("redis unavailable during %s %s", request.method, request.path)
-            return unavailable()
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            return error(500, "internal")
+        return await answering_errors(request, lambda: handler(request))
 
     return wrapped
 

@@ -110,6 +110,10 @@ async def test_the_real_server_answers_known_polls_before_routing(
 
     monkeypatch.setattr(router, "resolve", counting)
     assert (await poll(client, ticket))["status"] == "prequeue"
-    assert routed == []  # answered by the fast path
+    second = await join(client)
+    assert second["arrival"] == ticket["arrival"] + 1
+    resp = await client.post("/api/v1/events/ghost/tickets")
+    assert resp.status == 404 and (await resp.json()) == {"error": "unknown_event"}
+    assert routed == []  # polls of known tickets and joins: answered by the fast path
     assert (await client.get("/api/v1/events/camp")).status == 200
     assert routed == ["/api/v1/events/camp"]  # everything else is routed as usual
