@@ -17,11 +17,14 @@ from redis.asyncio import Redis
 from gateway import fastpath
 from gateway.app import create_app
 from queue_service.service import QueueService
+from waitroom.draw import DrawnOrder
 from waitroom.redis_conn import make_redis
 from waitroom.redis_server import RedisServer
+from waitroom.schedule import EventConfig
 from waitroom.scripts import register_scripts
 from waitroom.settings import Settings
 from waitroom.tokens import new_signing_key
+from waitroom.view import EventView
 
 ADMIN_TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -163,3 +166,25 @@ async def wait_for(
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+def drawn_view(*, opens_ms: int, prequeue: int, seq: int, rate: int = 60) -> EventView:
+    """An in-memory view of a drawn event with a FIFO pre-queue, for tests without Redis."""
+    config = EventConfig(
+        event_id="camp",
+        wro_ms=0,
+        opens_ms=opens_ms,
+        closes_ms=opens_ms * 10 + 10**13,
+        timezone="UTC",
+        admit_per_minute=rate,
+        max_active=100,
+        session_ttl_ms=60_000,
+        heartbeat_timeout_ms=120_000,
+        prequeue_order="fifo",
+        paused=False,
+        salt="s",
+    )
+    view = EventView("camp", config)
+    view.seq = seq
+    view.set_order(DrawnOrder.compute(b"\0" * 32, "camp", prequeue, fifo=True))
+    return view

@@ -14,14 +14,12 @@ from gateway import fastpath
 from gateway.heartbeats import HeartbeatBuffer
 from gateway.joiner import JoinCoalescer
 from gateway.state import GATEWAY, Gateway
+from tests.conftest import drawn_view
 from waitroom import ticket_ids
-from waitroom.draw import DrawnOrder
 from waitroom.redis_conn import make_redis
-from waitroom.schedule import EventConfig
 from waitroom.scripts import register_scripts
 from waitroom.settings import Settings
 from waitroom.tokens import AdmissionSigner, AdmissionVerifier, new_signing_key
-from waitroom.view import EventView
 from waitroom.viewstore import ViewStore
 
 
@@ -32,23 +30,7 @@ async def test_dispatch() -> None:
     redis = make_redis("redis://127.0.0.1:1/0")  # never reached: the fast path is memory only
     store = ViewStore(redis)
     store.refreshed_at = time.monotonic()
-    config = EventConfig(
-        event_id="camp",
-        wro_ms=0,
-        opens_ms=1,
-        closes_ms=10**13,
-        timezone="UTC",
-        admit_per_minute=60,
-        max_active=10,
-        session_ttl_ms=60_000,
-        heartbeat_timeout_ms=120_000,
-        prequeue_order="fifo",
-        paused=False,
-        salt="s",
-    )
-    view = EventView("camp", config)
-    view.seq = 3
-    view.set_order(DrawnOrder.compute(b"\0" * 32, "camp", 3, fifo=True))
+    view = drawn_view(opens_ms=1, prequeue=3, seq=3)
     store.views["camp"] = view
     scripts = register_scripts(redis)
     gw = Gateway(

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from waitroom.draw import DrawnOrder
-from waitroom.schedule import EventConfig
+from tests.conftest import drawn_view
 from waitroom.view import EventView, TicketStatus
 
 OPENS = 1_000_000
 
 
 def _view(rate: int = 60) -> EventView:
-    config = EventConfig(
-        event_id="camp",
-        wro_ms=0,
-        opens_ms=OPENS,
-        closes_ms=OPENS * 10,
-        timezone="UTC",
-        admit_per_minute=rate,
-        max_active=100,
-        session_ttl_ms=60_000,
-        heartbeat_timeout_ms=120_000,
-        prequeue_order="fifo",
-        paused=False,
-        salt="s",
-    )
-    view = EventView("camp", config)
-    view.seq = 10
-    view.set_order(DrawnOrder.compute(b"\0" * 32, "camp", 5, fifo=True))
-    return view
+    return drawn_view(opens_ms=OPENS, prequeue=5, seq=10, rate=rate)
 
 
 def test_positions_count_only_those_still_ahead() -> None:
