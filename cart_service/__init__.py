@@ -1,0 +1,1 @@
+"""The registration service behind the door: catalogue, carts with 20-minute holds, seats."""
