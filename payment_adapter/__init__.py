@@ -1,0 +1,1 @@
+"""One interface to payment providers: sandbox by default, idempotent, throttled."""
