@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     ForeignKey,
     Integer,
     MetaData,
@@ -32,6 +33,28 @@ activities = Table(
     Column("title", String(200), nullable=False),
     Column("price_cents", Integer, nullable=False),
     Column("capacity", Integer, nullable=False),
+)
+
+families = Table(
+    "families",
+    metadata,
+    Column("client_number", String(32), primary_key=True),
+    # E.164, as normalised from what people type ("418 839-2002" -> "+14188392002").
+    Column("principal_phone", String(20), nullable=False),
+    Column("email", String(254), nullable=True),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the person number on the leisure card
+    Column("client_number", String(32), ForeignKey("families.client_number"), nullable=False),
+    Column("first_name", String(100), nullable=False),
+    Column("last_name", String(100), nullable=False),
+    Column("birth_date", Date, nullable=False),
+    # "responsible" (the family's responsible person), "parent", "child", ...
+    Column("relationship", String(32), nullable=False),
+    Column("class_level", Integer, nullable=True),  # school grade, for level-based courses
 )
 
 carts = Table(

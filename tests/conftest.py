@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cart_service.ledger import create_schema, make_engine
 from gateway import fastpath
 from gateway.app import create_app
 from queue_service.service import QueueService
@@ -188,3 +192,47 @@ def drawn_view(*, opens_ms: int, prequeue: int, seq: int, rate: int = 60) -> Eve
     view.seq = seq
     view.set_order(DrawnOrder.compute(b"\0" * 32, "camp", prequeue, fifo=True))
     return view
+
+
+POSTGRES_URL = os.environ.get(
+    "WAITROOM_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+async def _postgres_engine() -> AsyncEngine:
+    """An engine on a fresh schema of the test PostgreSQL; skip (fail on CI) if none."""
+    schema = f"waitroom_test_{secrets.token_hex(4)}"
+    probe = make_engine(POSTGRES_URL)
+    try:
+        async with probe.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # whatever stops us reaching it: refused, auth, timeout
+        await probe.dispose()
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the ledger tests on PostgreSQL at {POSTGRES_URL}: {exc}")
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL} ({exc}); ledger tests ran on SQLite only")
+    await probe.dispose()
+    return make_engine(
+        POSTGRES_URL,
+        pool_size=20,
+        max_overflow=0,
+        connect_args={"server_settings": {"search_path": schema}},
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def ledger_engine(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[AsyncEngine]:
+    """An empty ledger, once on an SQLite file and once on PostgreSQL (a schema of its own)."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}")
+    else:
+        engine = await _postgres_engine()
+    await create_schema(engine)
+    yield engine
+    if request.param == "postgresql":
+        async with engine.begin() as conn:
+            schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    await engine.dispose()

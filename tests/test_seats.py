@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cart_service import seats
-from cart_service.ledger import activities, create_schema, make_engine
+from cart_service.ledger import activities
 
-POSTGRES_URL = os.environ.get(
-    "WAITROOM_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 NOW = 1_800_000_000_000
 
 
-async def _postgres_engine() -> AsyncEngine:
-    """An engine on a fresh schema of the test PostgreSQL; skip (fail on CI) if none."""
-    schema = f"waitroom_test_{secrets.token_hex(4)}"
-    probe = make_engine(POSTGRES_URL)
-    try:
-        async with probe.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except (OSError, Exception) as exc:
-        await probe.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the ledger tests on PostgreSQL at {POSTGRES_URL}: {exc}")
-        pytest.skip(f"no PostgreSQL at {POSTGRES_URL} ({exc}); ledger tests ran on SQLite only")
-    await probe.dispose()
-    return make_engine(
-        POSTGRES_URL,
-        pool_size=20,
-        max_overflow=0,
-        connect_args={"server_settings": {"search_path": schema}},
-    )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}")
-    else:
-        engine = await _postgres_engine()
-    await create_schema(engine)
-    async with engine.begin() as conn:
+@pytest.fixture
+async def ledger(ledger_engine: AsyncEngine) -> AsyncEngine:
+    async with ledger_engine.begin() as conn:
         await conn.execute(
             insert(activities),
             [
@@ -57,12 +24,7 @@ async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
                 {"id": "parc-b-w1", "title": "Parc B, week 1", "price_cents": 9500, "capacity": 1},
             ],
         )
-    yield engine
-    if request.param == "postgresql":
-        async with engine.begin() as conn:
-            schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await engine.dispose()
+    return ledger_engine
 
 
 async def test_two_hundred_concurrent_holds_on_ten_places(ledger: AsyncEngine) -> None:

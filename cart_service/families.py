@@ -1,0 +1,101 @@
+"""Family records and identification: client number plus principal phone (Lévis step 3).
+
+Phones are accepted as people type them — ``418 839-2002``, ``(418)839-2002``,
+``4188392002`` — and compared in E.164 (parsed by ``phonenumbers``, Canada by default).
+Each refusal names the field that is wrong, so the page can put the message beside it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+import phonenumbers
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cart_service.ledger import families, members
+
+DEFAULT_REGION = "CA"
+_CLIENT_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,32}$")
+
+
+class IdentityError(ValueError):
+    """``code`` for the API, ``field`` for the page."""
+
+    def __init__(self, code: str, field: str) -> None:
+        super().__init__(f"{field}: {code}")
+        self.code = code
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: str
+    first_name: str
+    last_name: str
+    birth_date: date
+    relationship: str
+    class_level: int | None
+
+    def age_on(self, day: date) -> int:
+        """Age in whole years on ``day``."""
+        years = day.year - self.birth_date.year
+        if (day.month, day.day) < (self.birth_date.month, self.birth_date.day):
+            years -= 1
+        return years
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    client_number: str
+    principal_phone: str
+    email: str | None
+    members: tuple[Member, ...]
+
+    def member(self, member_id: str) -> Member | None:
+        return next((m for m in self.members if m.id == member_id), None)
+
+
+def normalize_phone(typed: str, region: str = DEFAULT_REGION) -> str:
+    """E.164 form of a phone number as typed; IdentityError ``invalid_phone`` otherwise."""
+    try:
+        number = phonenumbers.parse(typed, region)
+    except phonenumbers.NumberParseException:
+        raise IdentityError("invalid_phone", "phone") from None
+    if not phonenumbers.is_valid_number(number):
+        raise IdentityError("invalid_phone", "phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+async def identify(engine: AsyncEngine, client_number: str, phone: str) -> Family:
+    """The family whose client number and principal phone these are."""
+    client_number = client_number.strip()
+    if not _CLIENT_NUMBER.match(client_number):
+        raise IdentityError("invalid_client_number", "client_number")
+    normalized = normalize_phone(phone)
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(select(families).where(families.c.client_number == client_number))
+        ).one_or_none()
+        if row is None:
+            raise IdentityError("unknown_client", "client_number")
+        if row.principal_phone != normalized:
+            raise IdentityError("phone_mismatch", "phone")
+        people = (
+            await conn.execute(
+                select(members)
+                .where(members.c.client_number == client_number)
+                .order_by(members.c.birth_date)
+            )
+        ).all()
+    return Family(
+        client_number=row.client_number,
+        principal_phone=row.principal_phone,
+        email=row.email,
+        members=tuple(
+            Member(p.id, p.first_name, p.last_name, p.birth_date, p.relationship, p.class_level)
+            for p in people
+        ),
+    )
