@@ -16,18 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cart_service.ledger import families, members
+from waitroom.validation import FieldError
 
 DEFAULT_REGION = "CA"
 _CLIENT_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,32}$")
 
 
-class IdentityError(ValueError):
-    """``code`` for the API, ``field`` for the page."""
-
-    def __init__(self, code: str, field: str) -> None:
-        super().__init__(f"{field}: {code}")
-        self.code = code
-        self.field = field
+class IdentityError(FieldError):
+    """A family could not be identified from what was typed."""
 
 
 @dataclass(frozen=True, slots=True)

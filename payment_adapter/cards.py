@@ -15,19 +15,16 @@ from datetime import datetime
 
 from stdnum import luhn
 
+from waitroom.validation import FieldError
+
 
 class CardBrand(enum.StrEnum):
     VISA = "visa"
     MASTERCARD = "mastercard"
 
 
-class CardError(ValueError):
-    """A card field is wrong: ``code`` for the API, ``field`` for the page."""
-
-    def __init__(self, code: str, field: str) -> None:
-        super().__init__(f"{field}: {code}")
-        self.code = code
-        self.field = field
+class CardError(FieldError):
+    """A card field is wrong (see the module docstring for the codes)."""
 
 
 @dataclass(frozen=True, slots=True)
