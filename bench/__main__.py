@@ -114,13 +114,13 @@ async def _used_memory(redis_url: str) -> int:
     return int(info["used_memory"])
 
 
-async def _redis_info(redis_url: str) -> tuple[int, int, str]:
+async def _bench_event(redis_url: str) -> tuple[int, str]:
+    """The bench event's issued tickets and its ticket-id salt."""
     redis = make_redis(redis_url)
-    info = await redis.info("memory")
     seq = int(await redis.get(EventKeys("bench").seq) or 0)
     salt = str(await redis.hget(EventKeys("bench").cfg, "salt"))
     await redis.aclose()
-    return int(info["used_memory"]), seq, salt
+    return seq, salt
 
 
 def main() -> int:
@@ -178,7 +178,7 @@ def main() -> int:
         print(f"filling: {TICKETS} tickets through join.lua", flush=True)
         asyncio.run(_fill(redis.url, "bench", TICKETS))
         mem_after = asyncio.run(_used_memory(redis.url))
-        _, seq, salt = asyncio.run(_redis_info(redis.url))
+        seq, salt = asyncio.run(_bench_event(redis.url))
         bytes_per_ticket = (mem_after - mem_before) / seq
         # The draw: move opens_at to now (PUT before the draw may), the leader draws.
         event["opens_at"] = datetime.now(UTC).isoformat()

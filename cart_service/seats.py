@@ -44,6 +44,16 @@ class CartNotOpen(SeatError):
     code = "cart_not_open"
 
 
+async def _capacity(conn: AsyncConnection, activity_id: str, *, lock: bool = False) -> int:
+    """The activity's capacity; with ``lock``, its row stays locked until the transaction
+    ends (PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the write lock)."""
+    query = select(activities.c.capacity).where(activities.c.id == activity_id)
+    capacity = (await conn.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
+    if capacity is None:
+        raise UnknownActivity(activity_id)
+    return int(capacity)
+
+
 async def _taken(conn: AsyncConnection, activity_id: str, now_ms: int) -> int:
     confirmed = select(func.count()).where(registrations.c.activity_id == activity_id)
     held = (
@@ -63,12 +73,8 @@ async def _taken(conn: AsyncConnection, activity_id: str, now_ms: int) -> int:
 async def places_left(engine: AsyncEngine, activity_id: str, now_ms: int) -> int:
     """Seats neither confirmed nor held by a live cart."""
     async with engine.connect() as conn:
-        capacity = (
-            await conn.execute(select(activities.c.capacity).where(activities.c.id == activity_id))
-        ).scalar_one_or_none()
-        if capacity is None:
-            raise UnknownActivity(activity_id)
-        return max(0, int(capacity) - await _taken(conn, activity_id, now_ms))
+        capacity = await _capacity(conn, activity_id)
+        return max(0, capacity - await _taken(conn, activity_id, now_ms))
 
 
 async def hold_seat(
@@ -85,15 +91,7 @@ async def hold_seat(
     cart's new hold expiry (every change restarts the hold). A cart whose hold had
     expired lost its seats: its old items are dropped before the new one is added."""
     async with engine.begin() as conn:
-        capacity = (
-            await conn.execute(
-                select(activities.c.capacity)
-                .where(activities.c.id == activity_id)
-                .with_for_update()
-            )
-        ).scalar_one_or_none()
-        if capacity is None:
-            raise UnknownActivity(activity_id)
+        capacity = await _capacity(conn, activity_id, lock=True)
         registered = (
             await conn.execute(
                 select(func.count()).where(
@@ -131,7 +129,7 @@ async def hold_seat(
             ).scalar_one()
             if in_cart:
                 raise AlreadyInCart(participant)
-        if await _taken(conn, activity_id, now_ms) >= int(capacity):
+        if await _taken(conn, activity_id, now_ms) >= capacity:
             raise ActivityFull(activity_id)
         await conn.execute(
             insert(cart_items).values(

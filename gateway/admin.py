@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.replies import Handler, error, json_errors, reply
+from gateway.replies import Handler, bearer_token, error, json_errors, reply
 from gateway.state import GATEWAY, Gateway
 from waitroom import events, keys
 from waitroom.events import InvalidEvent, UnknownEvent
@@ -22,12 +22,11 @@ ADMIN_PREFIX = "/admin/v1"
 def _refusal(request: web.Request) -> web.Response | None:
     """401 without a bearer token, 403 with a wrong one, None when the token is right."""
     expected = request.app[GATEWAY].settings.admin_token
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request)
+    if token is None:
         return error(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
     if expected is None or not hmac.compare_digest(
-        token.strip().encode(), expected.get_secret_value().encode()
+        token.encode(), expected.get_secret_value().encode()
     ):
         return error(403, "forbidden")
     return None

@@ -7,7 +7,7 @@ import math
 
 from aiohttp import web
 
-from gateway.replies import ApiError, error, json_errors, reply, unavailable
+from gateway.replies import ApiError, bearer_token, error, json_errors, reply, unavailable
 from gateway.state import GATEWAY, Gateway
 from waitroom import ticket_ids
 from waitroom.events import public_event
@@ -138,14 +138,12 @@ def _live_cookie_ticket(
     ticket_id = request.cookies.get(cookie_name(view.event_id))
     if not ticket_id:
         return None
-    arrival = view.verified_ids.get(ticket_id)
+    try:
+        arrival = gw.verify_ticket(view, ticket_id)
+    except ticket_ids.BadTicketId:
+        return None
     if arrival is None:
-        try:
-            arrival = gw.verify_ticket(view, ticket_id)
-        except ticket_ids.BadTicketId:
-            return None
-        if arrival is None:
-            return None
+        return None
     res = view.resolve(arrival, now_ms)
     if res.status in (TicketStatus.DONE, TicketStatus.CLOSED):
         return None
@@ -220,13 +218,21 @@ async def _ticket(request: web.Request) -> tuple[Gateway, EventView, str, int]:
     return gw, view, ticket_id, checked
 
 
+def _stale(gw: Gateway, view: EventView, arrival: int, now_ms: int) -> web.Response | None:
+    """503 when this process's view is too old to answer from; the parent is here even if
+    Redis is not, so the poll still counts as a heartbeat (kept until Redis is back)."""
+    if gw.store.age_s() <= gw.settings.stale_after_s:
+        return None
+    gw.heartbeats.beat(view.event_id, arrival, now_ms)
+    return unavailable()
+
+
 def _poll_known(gw: Gateway, view: EventView, ticket_id: str, arrival: int) -> web.Response | None:
     """A poll answered from memory alone; None when it needs Redis (the slow path)."""
     now_ms = gw.store.clock.now_ms()
-    if gw.store.age_s() > gw.settings.stale_after_s:
-        # The parent is here even if Redis is not: the heartbeat is kept for later.
-        gw.heartbeats.beat(view.event_id, arrival, now_ms)
-        return unavailable()
+    stale = _stale(gw, view, arrival, now_ms)
+    if stale is not None:
+        return stale
     if arrival > view.seq:
         return None
     res = view.resolve(arrival, now_ms)
@@ -276,9 +282,9 @@ async def _poll_in_full(request: web.Request) -> web.Response:
     elsewhere, or one that lost priority and must be put back in line."""
     gw, view, ticket_id, arrival = await _ticket(request)
     now_ms = gw.store.clock.now_ms()
-    if gw.store.age_s() > gw.settings.stale_after_s:
-        gw.heartbeats.beat(view.event_id, arrival, now_ms)
-        return unavailable()
+    stale = _stale(gw, view, arrival, now_ms)
+    if stale is not None:
+        return stale
     if arrival > view.seq:
         # Issued a moment ago by another gateway, or not at all.
         seq = int(await gw.redis.get(EventKeys(view.event_id).seq) or 0)
@@ -310,11 +316,11 @@ async def get_admission(request: web.Request) -> web.Response:
     any proxy can ask "is this session still admitted?" without a Redis round trip."""
     gw = request.app[GATEWAY]
     view = await _view(gw, request.match_info["event_id"])
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request)
+    if token is None:
         return error(401, "missing_token", headers={"WWW-Authenticate": "Bearer"})
     try:
-        admission = gw.verifier.verify(token.strip(), view.event_id)
+        admission = gw.verifier.verify(token, view.event_id)
     except InvalidAdmission:
         return error(401, "invalid_token", headers={"WWW-Authenticate": "Bearer"})
     if admission.arrival in view.ended or admission.arrival in view.left:

@@ -53,6 +53,15 @@ def error(
     return reply({"error": code, **extra}, status=status, headers=headers)
 
 
+def bearer_token(request: web.BaseRequest) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
 def unavailable() -> web.Response:
     return error(503, "unavailable", headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)})
 

@@ -44,8 +44,12 @@ class Gateway:
     def verify_ticket(self, view: EventView, ticket_id: str) -> int | None:
         """The arrival number of a genuine ticket id of this event, or None for a forgery.
 
-        Raises ``ticket_ids.BadTicketId`` when the id is not of the ticket-id form.
+        An id already verified here is a dict look-up. Raises ``ticket_ids.BadTicketId``
+        when the id is not of the ticket-id form.
         """
+        known = view.verified_ids.get(ticket_id)
+        if known is not None:
+            return known
         arrival, raw = ticket_ids.parse(ticket_id)
         if not ticket_ids.verify(self.ticket_key(view), raw):
             return None

@@ -197,18 +197,12 @@ class EventView:
         if arrival in self.left or arrival in self.ended:
             return Resolution(TicketStatus.DONE)
         state = self.config.state(now_ms)
-        line = self.requeued.get(arrival)
-        requeued = line is not None
+        requeued = arrival in self.requeued
+        line = self.line_of(arrival)
         if line is None:
-            if self.order is not None:
-                line = self.order.line(arrival)
-            elif self.prequeue is not None and arrival > self.prequeue:
-                line = arrival
-            else:
-                if state is EventState.CLOSED:
-                    return Resolution(TicketStatus.CLOSED)
-                wait = max(0, self.config.opens_ms - now_ms)
-                return Resolution(TicketStatus.PREQUEUE, eta_ms=wait)
+            if state is EventState.CLOSED:
+                return Resolution(TicketStatus.CLOSED)
+            return Resolution(TicketStatus.PREQUEUE, eta_ms=max(0, self.config.opens_ms - now_ms))
         if arrival in self.skipped:
             if state is EventState.CLOSED:
                 return Resolution(TicketStatus.CLOSED, line=line)
