@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
+import email_validator
 import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -54,6 +56,21 @@ class Family:
         return next((m for m in self.members if m.id == member_id), None)
 
 
+def member_of(row: Any) -> Member:
+    """A Member from a ``members`` row."""
+    return Member(
+        row.id, row.first_name, row.last_name, row.birth_date, row.relationship, row.class_level
+    )
+
+
+def normalize_email(typed: str) -> str:
+    """The address as ``email-validator`` normalises it; IdentityError ``invalid_email``."""
+    try:
+        return email_validator.validate_email(typed.strip(), check_deliverability=False).normalized
+    except email_validator.EmailNotValidError:
+        raise IdentityError("invalid_email", "email") from None
+
+
 def normalize_phone(typed: str, region: str = DEFAULT_REGION) -> str:
     """E.164 form of a phone number as typed; IdentityError ``invalid_phone`` otherwise."""
     try:
@@ -90,8 +107,5 @@ async def identify(engine: AsyncEngine, client_number: str, phone: str) -> Famil
         client_number=row.client_number,
         principal_phone=row.principal_phone,
         email=row.email,
-        members=tuple(
-            Member(p.id, p.first_name, p.last_name, p.birth_date, p.relationship, p.class_level)
-            for p in people
-        ),
+        members=tuple(member_of(p) for p in people),
     )

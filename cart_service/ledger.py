@@ -1,9 +1,13 @@
 """The registration ledger: durable SQL, SQLite by default, PostgreSQL when configured.
 
+Catalogue, families, carts, registrations, waiting lists and the email outbox; payments
+live in the payment adapter's own tables (``payment_adapter/store.py``).
+
 One code path for both through SQLAlchemy's async engine. Seats are counted, never
-stored as a number to decrement: a seat is taken by a confirmed registration, or by an
-item of an open cart whose hold has not expired. So an expired hold frees its seats the
-moment it expires, with no sweeper, and a crash can never leave a seat "taken" by nobody.
+stored as a number to decrement: a seat is taken by a confirmed registration, by an item
+of an open cart whose hold has not expired, or by an item of a cart locked for payment
+(until that payment is settled). So an expired hold frees its seats the moment it
+expires, with no sweeper, and a crash can never leave a seat "taken" by nobody.
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     event,
 )
@@ -26,13 +33,38 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 metadata = MetaData()
 
+registration_events = Table(
+    "registration_events",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the waiting room's event id
+    Column("title", String(200), nullable=False),
+    Column("currency", String(3), nullable=False, default="CAD"),
+    Column("timezone", String(64), nullable=False, default="America/Toronto"),
+    # Lévis 2020: "aucun paiement ne sera exigé": checkout confirms and records the amount due.
+    Column("payment_deferred", Boolean, nullable=False, default=False),
+)
+
 activities = Table(
     "activities",
     metadata,
     Column("id", String(64), primary_key=True),
+    Column("event_id", String(64), ForeignKey("registration_events.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # "day_camp" | "course"
     Column("title", String(200), nullable=False),
+    Column("park", String(120), nullable=False),
+    Column("age_group", String(60), nullable=False),
+    Column("starts_on", Date, nullable=False),
+    Column("ends_on", Date, nullable=False),
     Column("price_cents", Integer, nullable=False),
     Column("capacity", Integer, nullable=False),
+    # Ages on the first day, inclusive; class levels (0 = kindergarten, 1-6 = grades).
+    Column("min_age", Integer, nullable=True),
+    Column("max_age", Integer, nullable=True),
+    Column("class_min", Integer, nullable=True),
+    Column("class_max", Integer, nullable=True),
+    # Childcare gives a Relevé 24: the family's responsible person must pay (FAQ 13).
+    Column("childcare", Boolean, nullable=False, default=False),
+    Index("ix_activities_event_park_age", "event_id", "park", "age_group"),
 )
 
 families = Table(
@@ -52,7 +84,7 @@ members = Table(
     Column("first_name", String(100), nullable=False),
     Column("last_name", String(100), nullable=False),
     Column("birth_date", Date, nullable=False),
-    # "responsible" (the family's responsible person), "parent", "child", ...
+    # "responsible" (the family's responsible person), "spouse", "parent", "other", "child"
     Column("relationship", String(32), nullable=False),
     Column("class_level", Integer, nullable=True),  # school grade, for level-based courses
 )
@@ -60,20 +92,39 @@ members = Table(
 carts = Table(
     "carts",
     metadata,
-    Column("id", String(64), primary_key=True),
-    Column("family", String(64), nullable=False),
-    Column("status", String(16), nullable=False, default="open"),  # open | paid
+    # One cart per admitted session: "<event>/<ticket id>".
+    Column("id", String(100), primary_key=True),
+    Column("event_id", String(64), ForeignKey("registration_events.id"), nullable=False),
+    Column("client_number", String(32), ForeignKey("families.client_number"), nullable=True),
+    # open | paying (locked during a payment) | paid | confirmed (payment deferred)
+    Column("status", String(16), nullable=False, default="open"),
     # Every change restarts the hold; past this instant the cart's items hold nothing.
-    Column("hold_expires_at_ms", BigInteger, nullable=False),
+    Column("hold_expires_at_ms", BigInteger, nullable=False, default=0),
+    Column("extension_used", Boolean, nullable=False, default=False),
+    Column("payer_member", String(32), nullable=True),
+    Column("payer_email", String(254), nullable=True),
+    Column("conditions_accepted_at_ms", BigInteger, nullable=True),
+    Column("payment_key", String(100), nullable=True),
+    Column("locked_until_ms", BigInteger, nullable=True),
+    Column("cart_number", String(16), nullable=True, unique=True),
+    Column("owner_number", String(16), nullable=True),
+    Column("total_cents", BigInteger, nullable=True),
+    Column("paid_cents", BigInteger, nullable=True),
+    Column("amount_due_cents", BigInteger, nullable=True),
+    Column("card_brand", String(16), nullable=True),
+    Column("card_last4", String(4), nullable=True),
+    Column("settled_at_ms", BigInteger, nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
 )
 
 cart_items = Table(
     "cart_items",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("cart_id", String(64), ForeignKey("carts.id"), nullable=False, index=True),
+    Column("cart_id", String(100), ForeignKey("carts.id"), nullable=False, index=True),
     Column("activity_id", String(64), ForeignKey("activities.id"), nullable=False, index=True),
-    Column("participant", String(64), nullable=False),
+    Column("participant", String(32), ForeignKey("members.id"), nullable=False),
+    Column("price_cents", Integer, nullable=False),
     UniqueConstraint("cart_id", "activity_id", "participant"),
 )
 
@@ -82,10 +133,38 @@ registrations = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("activity_id", String(64), ForeignKey("activities.id"), nullable=False),
-    Column("participant", String(64), nullable=False),
-    Column("cart_id", String(64), ForeignKey("carts.id"), nullable=False),
+    Column("participant", String(32), ForeignKey("members.id"), nullable=False),
+    Column("cart_id", String(100), ForeignKey("carts.id"), nullable=False, index=True),
+    Column("price_cents", Integer, nullable=False),
     Column("confirmed_at_ms", BigInteger, nullable=False),
     UniqueConstraint("activity_id", "participant"),
+)
+
+waiting_list = Table(
+    "waiting_list",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # order of arrival
+    Column("activity_id", String(64), ForeignKey("activities.id"), nullable=False),
+    Column("participant", String(32), ForeignKey("members.id"), nullable=False),
+    Column("client_number", String(32), ForeignKey("families.client_number"), nullable=False),
+    Column("joined_at_ms", BigInteger, nullable=False),
+    UniqueConstraint("activity_id", "participant"),
+)
+
+# Confirmation emails, written in the transaction that confirms the registrations and
+# sent afterwards (and again after a crash or an SMTP outage): none is ever lost.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cart_id", String(100), ForeignKey("carts.id"), nullable=False),
+    Column("recipient", String(254), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("sent_at_ms", BigInteger, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", String(500), nullable=True),
 )
 
 

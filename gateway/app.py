@@ -7,13 +7,15 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
+import grpc
 from aiohttp import web
 
-from gateway import admin, public
+from gateway import admin, public, registration
 from gateway.heartbeats import HeartbeatBuffer
 from gateway.joiner import JoinCoalescer
 from gateway.replies import FALLBACK_PATH, error, reply, unmatched
 from gateway.state import GATEWAY, Gateway
+from waitroom.pb.cart.v1 import cart_pb2_grpc
 from waitroom.redis_conn import make_redis
 from waitroom.scripts import register_scripts
 from waitroom.settings import Settings, SettingsError
@@ -42,6 +44,8 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         verifier=AdmissionVerifier.from_settings(settings),
         ticket_secret=settings.ticket_secret_bytes(),
     )
+    channel = grpc.aio.insecure_channel(settings.cart_target)
+    gw.cart = cart_pb2_grpc.CartServiceStub(channel)
     app[GATEWAY] = gw
     stop = asyncio.Event()
     try:
@@ -64,6 +68,7 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         await heartbeats.flush()
     except Exception as exc:  # shutting down: say what is lost, and go
         log.warning("%d heartbeats not written at shutdown: %s", heartbeats.pending(), exc)
+    await channel.close(None)
     await redis.aclose()
 
 
@@ -96,6 +101,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     public.add_routes(app.router)
+    registration.add_routes(app.router)
     app.add_routes(admin.routes)
     app.router.add_route("*", FALLBACK_PATH, unmatched)
     return app

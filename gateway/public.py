@@ -44,7 +44,7 @@ def ticket_cookie(event_id: str, ticket_id: str, max_age_s: int) -> str:
     )
 
 
-async def _view(gw: Gateway, event_id: str) -> EventView:
+async def event_view(gw: Gateway, event_id: str) -> EventView:
     """The event's view; an event created a moment ago elsewhere is fetched once.
 
     Raises ApiError 404 ``unknown_event``.
@@ -153,7 +153,7 @@ def _live_cookie_ticket(
 @json_errors
 async def get_event(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    view = await _view(gw, request.match_info["event_id"])
+    view = await event_view(gw, request.match_info["event_id"])
     return reply(public_event(view, gw.store.clock.now_ms()))
 
 
@@ -164,7 +164,7 @@ async def join(request: web.Request) -> web.Response:
 
 async def join_ticket(gw: Gateway, event_id: str, request: web.BaseRequest) -> web.Response:
     """Join (or rejoin with the browser's cookie); raises ApiError for refusals it names."""
-    view = await _view(gw, event_id)
+    view = await event_view(gw, event_id)
     now_ms = gw.store.clock.now_ms()
     existing = _live_cookie_ticket(request, gw, view, now_ms)
     if existing is not None:
@@ -208,7 +208,7 @@ async def _ticket(request: web.Request) -> tuple[Gateway, EventView, str, int]:
     """The gateway, view, id and arrival number of a ticket URL; ApiError when not genuine."""
     gw = request.app[GATEWAY]
     ticket_id = request.match_info["ticket_id"]
-    view = await _view(gw, request.match_info["event_id"])
+    view = await event_view(gw, request.match_info["event_id"])
     try:
         checked = gw.verify_ticket(view, ticket_id)
     except ticket_ids.BadTicketId:
@@ -315,7 +315,7 @@ async def get_admission(request: web.Request) -> web.Response:
     """Check an admission token offline, as the services behind the door do: the pages and
     any proxy can ask "is this session still admitted?" without a Redis round trip."""
     gw = request.app[GATEWAY]
-    view = await _view(gw, request.match_info["event_id"])
+    view = await event_view(gw, request.match_info["event_id"])
     token = bearer_token(request)
     if token is None:
         return error(401, "missing_token", headers={"WWW-Authenticate": "Bearer"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -28,6 +29,8 @@ class Gateway:
     signer: AdmissionSigner
     verifier: AdmissionVerifier
     ticket_secret: bytes
+    # The cart service's stub (CartServiceStub), None when no cart service is configured.
+    cart: Any = None
     _event_keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
     # (event, arrival, admitted_at) -> token: a ticket's token is signed once.
     tokens: dict[tuple[str, int, int], str] = field(default_factory=dict)

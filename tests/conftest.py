@@ -199,40 +199,48 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-async def _postgres_engine() -> AsyncEngine:
-    """An engine on a fresh schema of the test PostgreSQL; skip (fail on CI) if none."""
-    schema = f"waitroom_test_{secrets.token_hex(4)}"
-    probe = make_engine(POSTGRES_URL)
+async def _postgres_database() -> str:
+    """A fresh database on the test PostgreSQL; skip (fail on CI) if there is none."""
+    name = f"waitroom_test_{secrets.token_hex(4)}"
+    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:
-        async with probe.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # whatever stops us reaching it: refused, auth, timeout
-        await probe.dispose()
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the ledger tests on PostgreSQL at {POSTGRES_URL}: {exc}")
         pytest.skip(f"no PostgreSQL at {POSTGRES_URL} ({exc}); ledger tests ran on SQLite only")
-    await probe.dispose()
-    return make_engine(
-        POSTGRES_URL,
-        pool_size=20,
-        max_overflow=0,
-        connect_args={"server_settings": {"search_path": schema}},
-    )
+    finally:
+        await admin.dispose()
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def _drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def ledger_engine(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[AsyncEngine]:
-    """An empty ledger, once on an SQLite file and once on PostgreSQL (a schema of its own)."""
+async def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty ledger database, once an SQLite file and once a PostgreSQL database."""
     if request.param == "sqlite":
-        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}")
-    else:
-        engine = await _postgres_engine()
+        yield f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+        return
+    url = await _postgres_database()
+    yield url
+    await _drop_postgres_database(url)
+
+
+@pytest.fixture
+async def ledger_engine(ledger_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the empty ledger, its tables created."""
+    pool = {"pool_size": 20, "max_overflow": 0} if ledger_url.startswith("postgresql") else {}
+    engine = make_engine(ledger_url, **pool)
     await create_schema(engine)
     yield engine
-    if request.param == "postgresql":
-        async with engine.begin() as conn:
-            schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     await engine.dispose()

@@ -57,6 +57,35 @@ class Settings(BaseSettings):
     lease_ttl_ms: int = Field(3000, ge=500)
     tick_s: float = Field(0.1, gt=0, le=2)
     instance: str = ""
+    # Registration (issue 3): the ledger, the cart service and the payment adapter.
+    # SQLite file by default; e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test.
+    database_url: str = "sqlite+aiosqlite:///waitroom-ledger.sqlite3"
+    cart_grpc_port: int = Field(50052, ge=0, le=65535)
+    payment_grpc_port: int = Field(50053, ge=0, le=65535)
+    # Where the gateway finds the cart service, and the cart service the payment adapter.
+    cart_target: str = "127.0.0.1:50052"
+    payment_target: str = "127.0.0.1:50053"
+    # Bearer token for calls between services that no parent made (reconciliation).
+    service_token: SecretStr | None = None
+    # Deadline of every gRPC call between processes.
+    grpc_deadline_s: float = Field(5.0, gt=0, le=120)
+    # Confirmation emails: an SMTP server (a local one in dev and tests).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(8025, ge=0, le=65535)
+    mail_from: str = "inscriptions@waitroom.invalid"
+    # Payment adapter: at most this many payments in flight toward the provider, each
+    # given this long before its outcome is "unknown" and left to reconciliation.
+    payment_provider: str = Field("sandbox", pattern=r"^sandbox$")
+    provider_concurrency: int = Field(8, ge=1, le=1000)
+    provider_timeout_s: float = Field(10.0, gt=0, le=300)
+    # Simulated provider latency (sandbox only).
+    sandbox_latency_ms: int = Field(150, ge=0, le=60_000)
+    # How long a cart holds its seats after each change (Québec FAQ 8: 20 minutes).
+    cart_hold_s: int = Field(1200, ge=1, le=86_400)
+    # A cart stays locked this long after checkout starts (FAQ 11), then is settled.
+    payment_lock_s: int = Field(120, ge=1, le=3600)
+    # How often the cart service settles locked carts and sends queued emails.
+    settle_interval_s: float = Field(5.0, gt=0, le=300)
 
     @field_validator("token_public_keys", mode="before")
     @classmethod
@@ -84,6 +113,14 @@ class Settings(BaseSettings):
         if self.ticket_secret is None:
             raise SettingsError("WAITROOM_TICKET_SECRET is required (32 bytes, base64url)")
         return _b64_32(self.ticket_secret.get_secret_value(), "WAITROOM_TICKET_SECRET")
+
+    def service_token_value(self) -> str:
+        """The bearer token services present to each other."""
+        if self.service_token is None:
+            raise SettingsError(
+                "WAITROOM_SERVICE_TOKEN is required by the cart and payment services"
+            )
+        return self.service_token.get_secret_value()
 
     def signing_key_bytes(self) -> bytes:
         """The Ed25519 seed that signs admission tokens (the gateway needs it)."""

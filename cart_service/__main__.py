@@ -1,0 +1,100 @@
+"""``python -m cart_service``: the CartService gRPC service, health, settling and emails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import grpc
+import uvloop
+
+from cart_service.carts import Ledger
+from cart_service.ledger import create_schema, make_engine
+from cart_service.mail import Outbox
+from cart_service.payments_client import GrpcPayments
+from cart_service.servicer import SERVICE_NAME, CartServicer
+from waitroom.grpc_server import start_server, until_signalled
+from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
+from waitroom.rpc import CallerInterceptor
+from waitroom.settings import Settings, load_settings
+from waitroom.tokens import AdmissionVerifier
+
+log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def serve(
+    settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None
+) -> None:
+    """Serve carts until ``stop``; settle expired payment locks and send queued emails."""
+    engine = make_engine(settings.database_url)
+    await create_schema(engine)
+    channel = grpc.aio.insecure_channel(settings.payment_target)
+    outbox = Outbox(engine, settings.smtp_host, settings.smtp_port, settings.mail_from)
+    wake = asyncio.Event()
+    ledger = Ledger(
+        engine,
+        GrpcPayments(
+            channel,
+            settings.service_token_value(),
+            charge_timeout_s=settings.provider_timeout_s * 2 + settings.grpc_deadline_s,
+            deadline_s=settings.grpc_deadline_s,
+        ),
+        _now_ms,
+        hold_ms=settings.cart_hold_s * 1000,
+        lock_ms=settings.payment_lock_s * 1000,
+        mail_from=settings.mail_from,
+        on_confirmed=wake.set,
+    )
+    interceptor = CallerInterceptor(
+        SERVICE_NAME,
+        AdmissionVerifier.from_settings(settings),
+        settings.service_token_value(),
+        open_methods=("GetReceipt",),
+    )
+    running = await start_server(
+        settings.grpc_host,
+        settings.cart_grpc_port,
+        lambda server: pb_grpc.add_CartServiceServicer_to_server(CartServicer(ledger), server),
+        SERVICE_NAME,
+        [interceptor],
+    )
+    log.info("cart service: gRPC on %s:%d (%s)", settings.grpc_host, running.port, engine.url)
+    if ready is not None:
+        ready.set()
+    while not stop.is_set():
+        wake.clear()
+        try:
+            await ledger.settle_due()
+            await outbox.flush(_now_ms())
+        except Exception:  # keep serving; the next pass tries again
+            log.exception("settle/email pass failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_first(stop.wait(), wake.wait()), settings.settle_interval_s)
+    await running.stop()
+    await channel.close(None)
+    await engine.dispose()
+
+
+async def _first(*waits: object) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]  # type: ignore[call-overload]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s cart %(levelname)s %(message)s")
+    settings = load_settings()
+    uvloop.run(until_signalled(lambda stop: serve(settings, stop)))
+
+
+if __name__ == "__main__":
+    main()

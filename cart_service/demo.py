@@ -1,0 +1,207 @@
+"""A realistic demo catalogue and families, loaded by ``make run`` (and by the drill).
+
+Lévis-like day camps: 20 parks, 4 age groups, 8 summer weeks, capacities 15-60,
+childcare (a Relevé 24 is issued, so the responsible person pays); plus P'tit
+Victor-style courses accepted by class level. The same seed gives the same catalogue.
+Families have client numbers and principal phones to identify with (see ``FAMILIES``).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cart_service.ledger import activities, families, members, registration_events
+
+PARKS = (
+    "Parc Champagnat",
+    "Parc de la Rivière-Etchemin",
+    "Parc des Chutes-de-la-Chaudière",
+    "Parc de l'Anse-Tibbits",
+    "Parc Isidore-Lecours",
+    "Parc Jean-Dumets",
+    "Parc Renaud-Maillette",
+    "Parc Ville-Guay",
+    "Parc du Grand-Tronc",
+    "Parc Lamartine",
+    "Parc des Écoliers",
+    "Parc Saint-Louis-de-Pintendre",
+    "Parc de la Martinière",
+    "Parc Roger-Vallières",
+    "Parc des Érables",
+    "Parc Saint-Romuald",
+    "Parc de Breakeyville",
+    "Parc Saint-Nicolas",
+    "Parc Charny",
+    "Parc Saint-Étienne",
+)
+# (label, min age, max age) on the first day of the week.
+AGE_GROUPS = (("5-6 ans", 5, 6), ("7-8 ans", 7, 8), ("9-10 ans", 9, 10), ("11-12 ans", 11, 12))
+FIRST_WEEK = date(2027, 6, 28)  # a Monday
+WEEKS = 8
+# P'tit Victor-style courses: (title, lowest class level, highest); 0 = kindergarten.
+COURSES = (
+    ("Théâtre — maternelle", 0, 0),
+    ("Échecs — 1re et 2e année", 1, 2),
+    ("Arts plastiques — 1re à 3e année", 1, 3),
+    ("Robotique — 4e à 6e année", 4, 6),
+    ("Judo — 3e à 6e année", 3, 6),
+)
+COURSE_WEEK = date(2027, 9, 13)
+COURSE_PLACE = "École du P'tit Victor"
+
+
+Person = tuple[str, str, date, str, int | None]  # id, first name, born, relationship, class
+
+
+def _family(
+    client: str, phone: str, email: str, last: str, people: list[Person]
+) -> tuple[dict[str, object], list[dict[str, object]]]:
+    return (
+        {"client_number": client, "principal_phone": phone, "email": email},
+        [
+            {
+                "id": pid,
+                "client_number": client,
+                "first_name": first,
+                "last_name": last,
+                "birth_date": born,
+                "relationship": relationship,
+                "class_level": level,
+            }
+            for pid, first, born, relationship, level in people
+        ],
+    )
+
+
+# Demo families (client number, principal phone as stored in E.164).
+FAMILIES = (
+    _family(
+        "100234",
+        "+14188392002",
+        "anne.roy@example.org",
+        "Roy",
+        [
+            ("P100", "Anne", date(1986, 3, 2), "responsible", None),
+            ("P101", "Marc", date(1984, 11, 20), "spouse", None),
+            ("P102", "Léa", date(2019, 5, 14), "child", 2),
+            ("P103", "Hugo", date(2017, 9, 3), "child", 4),
+            ("P104", "Zoé", date(2022, 1, 9), "child", 0),
+        ],
+    ),
+    _family(
+        "100871",
+        "+14186416018",
+        "famille.tremblay@example.org",
+        "Tremblay",
+        [
+            ("P200", "Julie", date(1990, 7, 7), "responsible", None),
+            ("P201", "Éric", date(1989, 2, 27), "other", None),
+            ("P202", "Noah", date(2016, 4, 30), "child", 5),
+            ("P203", "Emma", date(2020, 8, 18), "child", 1),
+        ],
+    ),
+    _family(
+        "101552",
+        "+15818880001",
+        "gagnon@example.org",
+        "Gagnon",
+        [
+            ("P300", "Sophie", date(1982, 10, 1), "responsible", None),
+            ("P301", "Olivier", date(2015, 12, 12), "child", 6),
+            ("P302", "Alice", date(2018, 6, 6), "child", 3),
+        ],
+    ),
+)
+
+
+async def load_demo(engine: AsyncEngine, event_id: str = "demo", seed: int = 2027) -> bool:
+    """Load the demo catalogue under ``event_id`` and the demo families, once; returns
+    False when it was already there."""
+    async with engine.begin() as conn:
+        present = (
+            await conn.execute(
+                select(registration_events.c.id).where(registration_events.c.id == event_id)
+            )
+        ).one_or_none()
+        if present is not None:
+            return False
+        await conn.execute(
+            insert(registration_events).values(
+                id=event_id,
+                title="Camps de jour — été 2027",
+                currency="CAD",
+                timezone="America/Toronto",
+                payment_deferred=False,
+            )
+        )
+        await conn.execute(insert(activities), list(demo_activities(event_id, seed)))
+        known = set(
+            (
+                await conn.execute(
+                    select(families.c.client_number).where(
+                        families.c.client_number.in_([f[0]["client_number"] for f in FAMILIES])
+                    )
+                )
+            ).scalars()
+        )
+        for family, people in FAMILIES:
+            if family["client_number"] in known:
+                continue
+            await conn.execute(insert(families).values(**family))
+            await conn.execute(insert(members), people)
+    return True
+
+
+def demo_activities(event_id: str, seed: int = 2027) -> list[dict[str, object]]:
+    rng = random.Random(seed)
+    rows: list[dict[str, object]] = []
+    for p, park in enumerate(PARKS):
+        for label, low, high in AGE_GROUPS:
+            capacity = rng.randrange(15, 61)
+            price = rng.randrange(95, 146, 5) * 100
+            for w in range(WEEKS):
+                start = FIRST_WEEK + timedelta(weeks=w)
+                rows.append(
+                    {
+                        "id": f"{event_id}-p{p + 1:02d}-{low:02d}-w{w + 1}",
+                        "event_id": event_id,
+                        "kind": "day_camp",
+                        "title": f"Camp de jour {park} — {label}, semaine {w + 1}",
+                        "park": park,
+                        "age_group": label,
+                        "starts_on": start,
+                        "ends_on": start + timedelta(days=4),
+                        "price_cents": price,
+                        "capacity": capacity,
+                        "min_age": low,
+                        "max_age": high,
+                        "class_min": None,
+                        "class_max": None,
+                        "childcare": True,
+                    }
+                )
+    for c, (title, low, high) in enumerate(COURSES):
+        rows.append(
+            {
+                "id": f"{event_id}-cours-{c + 1}",
+                "event_id": event_id,
+                "kind": "course",
+                "title": title,
+                "park": COURSE_PLACE,
+                "age_group": "maternelle" if high == 0 else "primaire",
+                "starts_on": COURSE_WEEK,
+                "ends_on": COURSE_WEEK + timedelta(days=4),
+                "price_cents": rng.randrange(60, 121, 5) * 100,
+                "capacity": rng.randrange(15, 25),
+                "min_age": None,
+                "max_age": None,
+                "class_min": low,
+                "class_max": high,
+                "childcare": False,
+            }
+        )
+    return rows

@@ -1,0 +1,117 @@
+"""Confirmation emails through an outbox: written in the transaction that confirms the
+registrations, sent afterwards by ``Outbox.flush`` (at once, and again on every settle
+pass until the SMTP server takes it). A crash or an SMTP outage delays an email; it
+never loses one, and never loses a registration for want of one."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import TYPE_CHECKING
+
+import aiosmtplib
+import jinja2
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cart_service.formats import iso_at, money_en, money_fr
+from cart_service.ledger import outbox
+
+if TYPE_CHECKING:
+    from cart_service.carts import Receipt
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 50
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("cart_service", "templates"),
+    autoescape=False,  # plain-text email
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+_templates.globals.update(money_fr=money_fr, money_en=money_en)
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    receipt: Receipt
+
+    def subject(self) -> str:
+        return (
+            f"Confirmation d'inscription / Registration confirmation — {self.receipt.cart_number}"
+        )
+
+    def body(self) -> str:
+        r = self.receipt
+        return _templates.get_template("confirmation.txt.j2").render(
+            r=r, issued_at=iso_at(r.issued_at_ms, r.timezone)
+        )
+
+
+async def queue_confirmation(
+    conn: AsyncConnection, cart_id: str, mail: Confirmation, mail_from: str, now_ms: int
+) -> None:
+    """Queue the email in the caller's transaction (it commits with the registrations)."""
+    if not mail.receipt.payer_email:
+        log.warning("cart %s confirmed with no payer email: no confirmation sent", cart_id)
+        return
+    await conn.execute(
+        insert(outbox).values(
+            cart_id=cart_id,
+            recipient=mail.receipt.payer_email,
+            subject=mail.subject(),
+            body=mail.body(),
+            created_at_ms=now_ms,
+            attempts=0,
+        )
+    )
+
+
+@dataclass(slots=True)
+class Outbox:
+    engine: AsyncEngine
+    smtp_host: str
+    smtp_port: int
+    mail_from: str
+    timeout_s: float = 10.0
+
+    async def flush(self, now_ms: int) -> int:
+        """Send every queued email; returns how many went. Failures stay queued."""
+        async with self.engine.connect() as conn:
+            pending = (
+                await conn.execute(
+                    select(outbox)
+                    .where(outbox.c.sent_at_ms.is_(None), outbox.c.attempts < MAX_ATTEMPTS)
+                    .order_by(outbox.c.id)
+                    .limit(100)
+                )
+            ).all()
+        sent = 0
+        for row in pending:
+            message = EmailMessage()
+            message["From"] = self.mail_from
+            message["To"] = row.recipient
+            message["Subject"] = row.subject
+            message.set_content(row.body)
+            try:
+                await aiosmtplib.send(
+                    message, hostname=self.smtp_host, port=self.smtp_port, timeout=self.timeout_s
+                )
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                log.warning("email for cart %s not sent yet: %s", row.cart_id, exc)
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        update(outbox)
+                        .where(outbox.c.id == row.id)
+                        .values(attempts=row.attempts + 1, last_error=str(exc)[:500])
+                    )
+                continue
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row.id)
+                    .values(sent_at_ms=now_ms, attempts=row.attempts + 1)
+                )
+            sent += 1
+        return sent

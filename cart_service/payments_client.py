@@ -1,0 +1,91 @@
+"""The cart service's side of the payment adapter: ``carts.Payments`` over gRPC.
+
+A charge is made on the parent's behalf: their admission token is forwarded. Lookups
+from background settling carry the services' own token.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from cart_service.carts import CardInput, PaymentResult, PaymentUnreachable
+from waitroom.pb.payment.v1 import payment_pb2 as pb
+from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
+from waitroom.rpc import bearer_metadata, current_caller, refusal_of
+from waitroom.validation import NotFound
+
+_STATUS = {
+    pb.PAYMENT_STATUS_APPROVED: "approved",
+    pb.PAYMENT_STATUS_DECLINED: "declined",
+    pb.PAYMENT_STATUS_UNKNOWN: "unknown",
+    pb.PAYMENT_STATUS_NOT_SENT: "not_sent",
+}
+
+
+def _result(payment: pb.Payment) -> PaymentResult:
+    return PaymentResult(
+        _STATUS.get(payment.status, "unknown"), payment.decline_reason, payment.brand, payment.last4
+    )
+
+
+class GrpcPayments:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        service_token: str,
+        charge_timeout_s: float,
+        deadline_s: float,
+    ) -> None:
+        self._stub = pb_grpc.PaymentAdapterStub(channel)
+        self._service_token = service_token
+        self._charge_timeout_s = charge_timeout_s
+        self._deadline_s = deadline_s
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        who = current_caller()
+        token = who.token if who is not None and who.token else self._service_token
+        return bearer_metadata(token)
+
+    async def charge(
+        self,
+        key: str,
+        cart_id: str,
+        amount_cents: int,
+        currency: str,
+        card: CardInput,
+        description: str,
+    ) -> PaymentResult:
+        request = pb.ChargeRequest(
+            idempotency_key=key,
+            cart_id=cart_id,
+            amount_cents=amount_cents,
+            currency=currency,
+            card=pb.Card(number=card.number, expiry=card.expiry, cvv=card.cvv),
+            description=description,
+        )
+        try:
+            payment = await self._stub.Charge(
+                request, timeout=self._charge_timeout_s, metadata=self._metadata()
+            )
+        except grpc.aio.AioRpcError as exc:
+            refusal = refusal_of(exc)
+            if refusal is not None:
+                raise refusal from None
+            raise PaymentUnreachable(exc.code().name) from None
+        return _result(payment)
+
+    async def lookup(self, key: str) -> PaymentResult | None:
+        try:
+            payment = await self._stub.GetPayment(
+                pb.GetPaymentRequest(idempotency_key=key),
+                timeout=self._charge_timeout_s,
+                metadata=bearer_metadata(self._service_token),
+            )
+        except grpc.aio.AioRpcError as exc:
+            refusal = refusal_of(exc)
+            if isinstance(refusal, NotFound):
+                return None
+            if refusal is not None:
+                raise refusal from None
+            raise PaymentUnreachable(exc.code().name) from None
+        return _result(payment)

@@ -1,0 +1,328 @@
+"""The registration API behind the door: ``/api/v1/events/{event_id}/cart...``.
+
+Each call carries the admission token (``Authorization: Bearer``), checked here offline
+(signature, event, session not ended) and again by the cart service, which the gateway
+calls over gRPC with a deadline. Bodies are validated here (pydantic) so bad input is a
+422 naming the field before any service is asked; the services' refusals come back with
+their code and field (``waitroom.rpc``) and are answered as JSON with the same code.
+Documented in ``docs/openapi/registration.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal, TypeVar
+
+import grpc
+import orjson
+from aiohttp import web
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.public import EVENT_PATH, event_view
+from gateway.replies import ApiError, bearer_token, json_errors, reply
+from gateway.state import GATEWAY, Gateway
+from waitroom.pb.cart.v1 import cart_pb2 as pb
+from waitroom.rpc import bearer_metadata, refusal_of
+from waitroom.tickets import LeaveOutcome, leave
+from waitroom.tokens import Admission, InvalidAdmission
+
+log = logging.getLogger(__name__)
+CART_PATH = EVENT_PATH + "/cart"
+RECEIPT_LOOKUP_PATH = "/api/v1/receipts/lookup"
+M = TypeVar("M", bound=BaseModel)
+STATUS_OF_KIND = {
+    "invalid": 422,
+    "not_found": 404,
+    "conflict": 409,
+    "unauthenticated": 401,
+    "unavailable": 503,
+}
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, str_max_length=200)
+
+
+class IdentifyBody(Body):
+    client_number: str = Field(max_length=32)
+    phone: str = Field(max_length=40)
+
+
+class MemberBody(Body):
+    first_name: str = Field(max_length=100)
+    last_name: str = Field(max_length=100)
+    birth_date: str = Field(max_length=10)
+    relationship: Literal["responsible", "spouse", "parent", "other", "child"]
+    class_level: int | None = Field(None, ge=0, le=12)
+
+
+class ItemsBody(Body):
+    participant: str = Field(max_length=32)
+    activity_ids: list[str] = Field(min_length=1, max_length=20)
+
+
+class ParticipantBody(Body):
+    participant: str = Field(max_length=32)
+
+
+class WaitingListBody(Body):
+    activity_id: str = Field(max_length=64)
+    participant: str = Field(max_length=32)
+
+
+class PayerBody(Body):
+    member: str = Field(max_length=32)
+    client_number: str = Field(max_length=32)
+    phone: str = Field(max_length=40)
+    email: str = Field(max_length=254)
+
+
+class ConditionsBody(Body):
+    accepted: bool
+
+
+class CardBody(Body):
+    number: str = Field(max_length=40)
+    expiry: str = Field(max_length=10)
+    cvv: str = Field(max_length=4)
+
+    def __repr__(self) -> str:  # never log a card
+        return "CardBody(***)"
+
+
+class CheckoutBody(Body):
+    card: CardBody | None = None  # not needed when the event defers payment
+
+
+class ReceiptLookupBody(Body):
+    cart_number: str = Field(max_length=16)
+    owner_number: str = Field(max_length=16)
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    """The request's JSON body as ``model``: 400 ``invalid_json``, 422 naming the field."""
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw or b"null")
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", detail="expected a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ApiError(422, "invalid", field=field, detail=first["msg"]) from None
+
+
+async def _admitted(request: web.Request) -> tuple[Gateway, Admission, tuple[tuple[str, str], ...]]:
+    """The admission this request carries: 401 when missing, forged, expired, for another
+    event, or when the session has ended (left, paid, or expired in the waiting room)."""
+    gw = request.app[GATEWAY]
+    view = await event_view(gw, request.match_info["event_id"])
+    token = bearer_token(request)
+    if token is None:
+        raise ApiError(401, "missing_token")
+    try:
+        admission = gw.verifier.verify(token, view.event_id)
+    except InvalidAdmission:
+        raise ApiError(401, "invalid_token") from None
+    if admission.arrival in view.ended or admission.arrival in view.left:
+        raise ApiError(401, "session_ended")
+    return gw, admission, bearer_metadata(token)
+
+
+def as_json(message: Message) -> dict[str, Any]:
+    """A reply message as JSON, field names as in the .proto, defaults included."""
+    return MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+async def _call(gw: Gateway, method: str, request: Message, metadata: Any) -> Any:
+    """One call to the cart service; its refusals become JSON errors with their code."""
+    if gw.cart is None:
+        raise ApiError(503, "unavailable", reason="no_cart_service")
+    timeout = gw.settings.grpc_deadline_s
+    if method == "Checkout":  # the provider's time (and a wait for a slot) on top
+        timeout += gw.settings.provider_timeout_s * 2 + gw.settings.grpc_deadline_s
+    try:
+        return await getattr(gw.cart, method)(request, timeout=timeout, metadata=metadata)
+    except grpc.aio.AioRpcError as exc:
+        refusal = refusal_of(exc)
+        if refusal is None:
+            log.warning("cart service %s failed: %s", method, exc.code().name)
+            raise ApiError(503, "unavailable", reason="cart_service") from None
+        extra: dict[str, object] = dict(refusal.extra)
+        if refusal.field:
+            extra["field"] = refusal.field
+        raise ApiError(STATUS_OF_KIND.get(refusal.kind, 409), refusal.code, **extra) from None
+
+
+@json_errors
+async def catalogue(request: web.Request) -> web.Response:
+    gw, admission, meta = await _admitted(request)
+    query = request.query
+    kind = query.get("kind", "")
+    if kind not in ("", "day_camp", "course"):
+        raise ApiError(422, "invalid", field="kind")
+    found = await _call(
+        gw,
+        "SearchCatalogue",
+        pb.SearchRequest(
+            event_id=admission.event_id,
+            parks=query.getall("park", []),
+            age_groups=query.getall("age_group", []),
+            kind=kind,
+        ),
+        meta,
+    )
+    return reply(as_json(found))
+
+
+@json_errors
+async def get_cart(request: web.Request) -> web.Response:
+    gw, _, meta = await _admitted(request)
+    return reply(as_json(await _call(gw, "GetCart", pb.GetCartRequest(), meta)))
+
+
+@json_errors
+async def identify(request: web.Request) -> web.Response:
+    gw, _, meta = await _admitted(request)
+    body = await _body(request, IdentifyBody)
+    message = pb.IdentifyFamilyRequest(client_number=body.client_number, phone=body.phone)
+    return reply(as_json(await _call(gw, "IdentifyFamily", message, meta)))
+
+
+@json_errors
+async def add_member(request: web.Request) -> web.Response:
+    gw, _, meta = await _admitted(request)
+    body = await _body(request, MemberBody)
+    message = pb.AddFamilyMemberRequest(
+        first_name=body.first_name,
+        last_name=body.last_name,
+        birth_date=body.birth_date,
+        relationship=body.relationship,
+        class_level=-1 if body.class_level is None else body.class_level,
+    )
+    return reply(as_json(await _call(gw, "AddFamilyMember", message, meta)), status=201)
+
+
+@json_errors
+async def add_items(request: web.Request) -> web.Response:
+    gw, _, meta = await _admitted(request)
+    body = await _body(request, ItemsBody)
+    message = pb.AddItemsRequest(participant=body.participant, activity_ids=body.activity_ids)
+    return reply(as_json(await _call(gw, "AddItems", message, meta)))
+
+
+@json_errors
+async def duplicate(request: web.Request) -> web.Response:
+    gw, _, meta = await _admitted(request)
+    body = await _body(request, ParticipantBody)
+    message = pb.DuplicateParticipantRequest(participant=body.participant)
+    return reply(as_json(await _call(gw, "DuplicateParticipant", message, meta)))
+
+
+@json_errors
+async def remove_item(request: web.Request) -> web.Response:
+    gw, _, meta = await _admitted(request)
+    message = pb.RemoveItemRequest(
+        activity_id=request.match_info["activity_id"],
+        participant=request.match_info["participant"],
+    )
+    return reply(as_json(await _call(gw, "RemoveItem", message, meta)))
+
+
+@json_errors
+async def extend(request: web.Request) -> web.Response:
+    gw, _, meta = await _admitted(request)
+    return reply(as_json(await _call(gw, "ExtendHold", pb.ExtendHoldRequest(), meta)))
+
+
+@json_errors
+async def waiting_list(request: web.Request) -> web.Response:
+    gw, _, meta = await _admitted(request)
+    body = await _body(request, WaitingListBody)
+    message = pb.JoinWaitingListRequest(activity_id=body.activity_id, participant=body.participant)
+    return reply(as_json(await _call(gw, "JoinWaitingList", message, meta)), status=201)
+
+
+@json_errors
+async def set_payer(request: web.Request) -> web.Response:
+    gw, _, meta = await _admitted(request)
+    body = await _body(request, PayerBody)
+    message = pb.SetPayerRequest(
+        member=body.member, client_number=body.client_number, phone=body.phone, email=body.email
+    )
+    return reply(as_json(await _call(gw, "SetPayer", message, meta)))
+
+
+@json_errors
+async def conditions(request: web.Request) -> web.Response:
+    gw, _, meta = await _admitted(request)
+    body = await _body(request, ConditionsBody)
+    message = pb.AcceptConditionsRequest(accepted=body.accepted)
+    return reply(as_json(await _call(gw, "AcceptConditions", message, meta)))
+
+
+@json_errors
+async def checkout(request: web.Request) -> web.Response:
+    """Pay (or confirm, when the event defers payment). The ``Idempotency-Key`` header is
+    required: the page makes one per payment attempt, so a double click charges once.
+    Once paid or confirmed, the admitted session ends and its slot goes to the next."""
+    gw, admission, meta = await _admitted(request)
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not 8 <= len(key) <= 100:
+        raise ApiError(400, "idempotency_key_required", field="Idempotency-Key")
+    body = await _body(request, CheckoutBody)
+    card = body.card or CardBody(number="", expiry="", cvv="")
+    message = pb.CheckoutRequest(
+        idempotency_key=key, card_number=card.number, card_expiry=card.expiry, card_cvv=card.cvv
+    )
+    result = await _call(gw, "Checkout", message, meta)
+    if result.outcome in ("paid", "confirmed"):
+        await _end_session(gw, admission)
+    status = 202 if result.outcome == "pending" else 200
+    return reply(as_json(result), status=status)
+
+
+async def _end_session(gw: Gateway, admission: Admission) -> None:
+    """Free the session's slot in the waiting room: the next parent comes in."""
+    try:
+        outcome = await leave(gw.scripts, admission.event_id, admission.arrival)
+    except Exception as exc:  # the registration stands; the slot frees at its TTL instead
+        log.warning("session %s not ended after checkout: %s", admission.arrival, exc)
+        return
+    view = gw.store.views.get(admission.event_id)
+    if view is not None and outcome is LeaveOutcome.SESSION_ENDED:
+        view.apply_log([f"E {admission.arrival}"], local=True)
+
+
+@json_errors
+async def receipt_lookup(request: web.Request) -> web.Response:
+    """Reprint a receipt from the cart number and the owner number (Québec FAQ 14). No
+    admission needed: the two numbers printed on the receipt are the proof."""
+    gw = request.app[GATEWAY]
+    body = await _body(request, ReceiptLookupBody)
+    message = pb.GetReceiptRequest(cart_number=body.cart_number, owner_number=body.owner_number)
+    return reply(as_json(await _call(gw, "GetReceipt", message, ())))
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get(EVENT_PATH + "/catalogue", catalogue)
+    router.add_get(CART_PATH, get_cart)
+    router.add_post(CART_PATH + "/family", identify)
+    router.add_post(CART_PATH + "/members", add_member)
+    router.add_post(CART_PATH + "/items", add_items)
+    router.add_delete(CART_PATH + "/items/{activity_id}/{participant}", remove_item)
+    router.add_post(CART_PATH + "/duplicate", duplicate)
+    router.add_post(CART_PATH + "/extension", extend)
+    router.add_post(CART_PATH + "/waiting-list", waiting_list)
+    router.add_put(CART_PATH + "/payer", set_payer)
+    router.add_put(CART_PATH + "/conditions", conditions)
+    router.add_post(CART_PATH + "/checkout", checkout)
+    router.add_post(RECEIPT_LOOKUP_PATH, receipt_lookup)

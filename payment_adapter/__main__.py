@@ -1,0 +1,76 @@
+"""``python -m payment_adapter``: the PaymentAdapter gRPC service, health, reconciliation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import uvloop
+
+from cart_service.ledger import make_engine
+from payment_adapter.payments import PaymentService
+from payment_adapter.providers import SandboxProvider
+from payment_adapter.servicer import SERVICE_NAME, PaymentAdapterServicer
+from payment_adapter.store import create_schema
+from waitroom.grpc_server import start_server, until_signalled
+from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
+from waitroom.rpc import CallerInterceptor
+from waitroom.settings import Settings, load_settings
+from waitroom.tokens import AdmissionVerifier
+
+log = logging.getLogger(__name__)
+
+
+async def serve(
+    settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None
+) -> None:
+    """Serve charges until ``stop``; reconcile unsettled payments in the background."""
+    engine = make_engine(settings.database_url)
+    await create_schema(engine)
+    provider = SandboxProvider(engine, latency_s=settings.sandbox_latency_ms / 1000)
+    service = PaymentService(
+        engine,
+        provider,
+        concurrency=settings.provider_concurrency,
+        timeout_s=settings.provider_timeout_s,
+    )
+    interceptor = CallerInterceptor(
+        SERVICE_NAME,
+        AdmissionVerifier.from_settings(settings),
+        settings.service_token_value(),
+    )
+    running = await start_server(
+        settings.grpc_host,
+        settings.payment_grpc_port,
+        lambda server: pb_grpc.add_PaymentAdapterServicer_to_server(
+            PaymentAdapterServicer(service), server
+        ),
+        SERVICE_NAME,
+        [interceptor],
+    )
+    log.info("payment adapter (%s): gRPC on %s:%d", provider.name, settings.grpc_host, running.port)
+    if ready is not None:
+        ready.set()
+    older_than_ms = int(settings.provider_timeout_s * 2000)
+    while not stop.is_set():
+        try:
+            settled = await service.reconcile_pending(older_than_ms)
+            if settled:
+                log.info("reconciled %d payments", settled)
+        except Exception:  # keep serving; the next pass tries again
+            log.exception("reconciliation pass failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.settle_interval_s)
+    await running.stop()
+    await engine.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s payment %(levelname)s %(message)s")
+    settings = load_settings()
+    uvloop.run(until_signalled(lambda stop: serve(settings, stop)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The gRPC PaymentAdapter servicer: thin translation onto payment_adapter.payments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+
+from payment_adapter.payments import PaymentRecord, PaymentService
+from waitroom.pb.payment.v1 import payment_pb2 as pb
+from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
+from waitroom.rpc import abort
+from waitroom.validation import Refused
+
+SERVICE_NAME = "waitroom.payment.v1.PaymentAdapter"
+STATUS = {
+    "approved": pb.PAYMENT_STATUS_APPROVED,
+    "declined": pb.PAYMENT_STATUS_DECLINED,
+    "unknown": pb.PAYMENT_STATUS_UNKNOWN,
+    "pending": pb.PAYMENT_STATUS_UNKNOWN,
+    "not_sent": pb.PAYMENT_STATUS_NOT_SENT,
+}
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") if ms else ""
+
+
+def to_pb(record: PaymentRecord) -> pb.Payment:
+    return pb.Payment(
+        idempotency_key=record.key,
+        cart_id=record.cart_id,
+        amount_cents=record.amount_cents,
+        currency=record.currency,
+        status=STATUS[record.status],
+        decline_reason=record.decline_reason,
+        brand=record.brand,
+        last4=record.last4,
+        provider=record.provider,
+        provider_reference=record.provider_reference,
+        created_at=_iso(record.created_at_ms),
+        settled_at=_iso(record.settled_at_ms),
+    )
+
+
+class PaymentAdapterServicer(pb_grpc.PaymentAdapterServicer):
+    def __init__(self, service: PaymentService) -> None:
+        self._service = service
+
+    async def Charge(
+        self, request: pb.ChargeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Payment:
+        try:
+            record = await self._service.charge(
+                request.idempotency_key,
+                request.cart_id,
+                request.amount_cents,
+                request.currency,
+                request.card.number,
+                request.card.expiry,
+                request.card.cvv,
+                request.description,
+            )
+        except Refused as refusal:
+            await abort(context, refusal)
+        return to_pb(record)
+
+    async def GetPayment(
+        self, request: pb.GetPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Payment:
+        try:
+            record = await self._service.get(request.idempotency_key)
+        except Refused as refusal:
+            await abort(context, refusal)
+        return to_pb(record)

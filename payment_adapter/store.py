@@ -1,0 +1,48 @@
+"""The payment adapter's own durable tables, in the ledger's database by default.
+
+``payments`` is the adapter's record, one row per idempotency key: the key is the primary
+key, so a second charge under it finds the first. ``sandbox_charges`` is the sandbox
+provider's side of the world (what a real provider keeps on its servers): it lets a
+reconciliation ask "did you charge this key?" after a timeout, across restarts.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, MetaData, String, Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+metadata = MetaData()
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("idempotency_key", String(100), primary_key=True),
+    Column("cart_id", String(100), nullable=False, index=True),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    # pending (sent, no answer yet) | approved | declined | unknown | not_sent
+    Column("status", String(16), nullable=False),
+    Column("decline_reason", String(64), nullable=True),
+    Column("brand", String(16), nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("provider_reference", String(64), nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("settled_at_ms", BigInteger, nullable=True),
+)
+
+sandbox_charges = Table(
+    "sandbox_charges",
+    metadata,
+    Column("idempotency_key", String(100), primary_key=True),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # approved | declined
+    Column("reason", String(64), nullable=True),
+    Column("reference", String(64), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+)
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)

@@ -1,0 +1,99 @@
+"""The payment adapter's domain on SQLite and PostgreSQL: once per key, throttled,
+reconciled when the provider's answer is lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from payment_adapter.payments import PaymentRecord, PaymentService
+from payment_adapter.providers import SandboxProvider
+from payment_adapter.store import create_schema, sandbox_charges
+from waitroom.validation import FieldError, NotFound, Refused
+
+VISA = "4242424242424242"
+
+
+@pytest.fixture
+async def engine(ledger_engine: AsyncEngine) -> AsyncEngine:
+    await create_schema(ledger_engine)
+    return ledger_engine
+
+
+async def _charges(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        count = select(func.count()).select_from(sandbox_charges)
+        return int((await conn.execute(count)).scalar_one())
+
+
+async def pay(
+    service: PaymentService, key: str, number: str = VISA, amount: int = 500, cart: str = "c1"
+) -> PaymentRecord:
+    return await service.charge(key, cart, amount, "CAD", number, "12/30", "123")
+
+
+async def test_the_same_key_charges_once_even_at_the_same_instant(engine: AsyncEngine) -> None:
+    service = PaymentService(engine, SandboxProvider(engine, latency_s=0.05), concurrency=4)
+    records = await asyncio.gather(
+        *(
+            service.charge("key-00000001", "cart-1", 9500, "CAD", VISA, "12/30", "123")
+            for _ in range(5)
+        )
+    )
+    assert {r.status for r in records} == {"approved"}
+    assert len({r.provider_reference for r in records}) == 1
+    assert await _charges(engine) == 1
+    with pytest.raises(Refused) as caught:  # the same key for another amount: refused
+        await pay(service, "key-00000001", amount=100)
+    assert caught.value.code == "idempotency_key_reused"
+
+
+async def test_never_more_than_the_limit_in_flight_toward_the_provider(engine: AsyncEngine) -> None:
+    provider = SandboxProvider(engine, latency_s=0.05)
+    service = PaymentService(engine, provider, concurrency=2, timeout_s=5)
+    records = await asyncio.gather(
+        *(
+            service.charge(f"key-{i:08d}", f"c{i}", 100, "CAD", VISA, "12/30", "123")
+            for i in range(10)
+        )
+    )
+    assert all(r.status == "approved" for r in records)
+    assert provider.max_in_flight == 2
+
+
+async def test_a_lost_answer_is_unknown_then_reconciled(engine: AsyncEngine) -> None:
+    provider = SandboxProvider(engine, latency_s=0, hang_s=30)
+    service = PaymentService(engine, provider, timeout_s=0.2)
+    late = await service.charge(
+        "key-late-001", "c1", 500, "CAD", "4000000000000119", "12/30", "123"
+    )
+    assert late.status == "unknown"
+    assert (await service.get("key-late-001")).status == "approved"  # it had charged
+    silent = await service.charge(
+        "key-silent-1", "c2", 500, "CAD", "4000000000000127", "12/30", "123"
+    )
+    assert silent.status == "unknown"
+    assert await service.reconcile_pending(older_than_ms=0) == 1
+    settled = await service.get("key-silent-1")
+    assert (settled.status, settled.decline_reason) == ("declined", "provider_timeout")
+    assert await _charges(engine) == 1
+    with pytest.raises(NotFound):
+        await service.get("key-nobody-1")
+
+
+async def test_card_refusals_and_declines(engine: AsyncEngine) -> None:
+    service = PaymentService(engine, SandboxProvider(engine, latency_s=0))
+    declined = await service.charge(
+        "key-decl-001", "c1", 500, "CAD", "4000 0000 0000 9995", "12/30", "123"
+    )
+    assert (declined.status, declined.decline_reason) == ("declined", "insufficient_funds")
+    with pytest.raises(FieldError) as caught:
+        await pay(service, "key-bad-0001", "4242")
+    assert (caught.value.code, caught.value.field) == ("invalid_number", "number")
+    with pytest.raises(FieldError) as caught:
+        await pay(service, "key-bad-0002", amount=0)
+    assert caught.value.field == "amount_cents"
+    assert await _charges(engine) == 1

@@ -1,0 +1,59 @@
+"""Start and stop a grpc.aio server the same way in every service: its servicers, the
+standard health service (SERVING while up, NOT_SERVING while draining) and interceptors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from grpc import aio as grpc_aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+log = logging.getLogger(__name__)
+GRACE_S = 3.0
+
+
+@dataclass(slots=True)
+class RunningServer:
+    server: grpc_aio.Server
+    health: Any
+    names: tuple[str, ...]
+    port: int
+
+    async def stop(self, grace_s: float = GRACE_S) -> None:
+        for name in self.names:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace_s)
+
+
+async def start_server(
+    host: str,
+    port: int,
+    add: Callable[[grpc_aio.Server], None],
+    service_name: str,
+    interceptors: Sequence[Any] = (),
+) -> RunningServer:
+    """Serve on ``host:port`` (0 picks a free port; see ``RunningServer.port``)."""
+    server = grpc_aio.server(interceptors=list(interceptors))
+    add(server)
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    names = ("", service_name)
+    for name in names:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, health_servicer, names, bound)
+
+
+async def until_signalled(serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``serve(stop)``; SIGINT or SIGTERM sets ``stop``."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(stop)

@@ -1,0 +1,170 @@
+"""What the gRPC services share: refusals with an error code, and who is calling.
+
+A refusal is a gRPC status carrying the standard ``google.rpc.ErrorInfo`` detail (via
+``grpcio-status``): ``reason`` is the API's error code (``activity_full``,
+``invalid_phone``, ...) and ``metadata["field"]`` the input field concerned, so the
+gateway can answer ``{"error": code, "field": field}`` without parsing messages.
+
+Callers are checked offline by ``CallerInterceptor``: a parent's admission token
+(``authorization: Bearer <jwt>``, verified with the public keys, no round trip) or, for
+calls no parent made (reconciliation), the services' own token.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, cast
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from waitroom.tokens import AdmissionVerifier, InvalidAdmission
+from waitroom.validation import Refused, Unauthenticated, refused
+
+DOMAIN = "waitroom"
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+_STATUS = {
+    "conflict": grpc.StatusCode.FAILED_PRECONDITION,
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+}
+_KIND = {status: kind for kind, status in _STATUS.items()}
+
+
+def rich_status(refusal: Refused) -> grpc.Status:
+    """The gRPC status of a refusal: code by kind, ErrorInfo with its code and field."""
+    metadata = {**refusal.extra, **({"field": refusal.field} if refusal.field else {})}
+    info = error_details_pb2.ErrorInfo(reason=refusal.code, domain=DOMAIN, metadata=metadata)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = _STATUS.get(refusal.kind, grpc.StatusCode.FAILED_PRECONDITION)
+    message = status_pb2.Status(code=status.value[0], message=str(refusal), details=[detail])
+    return rpc_status.to_status(message)
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], refusal: Refused) -> NoReturn:
+    """End the call with ``refusal`` as its status and ErrorInfo."""
+    # grpc-stubs lacks the aio context's abort_with_status (grpcio has it since 1.38).
+    await cast(Any, context).abort_with_status(rich_status(refusal))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+def refusal_of(exc: grpc.aio.AioRpcError) -> Refused | None:
+    """The refusal a service sent (its ErrorInfo), or None for any other failure."""
+    trailers: Any = exc.trailing_metadata() or ()
+    for key, value in trailers:
+        if key != _DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info) and info.domain == DOMAIN:
+                meta = dict(info.metadata)
+                field = meta.pop("field", "")
+                kind = _KIND.get(exc.code(), "conflict")
+                return refused(kind, info.reason, field, **meta)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who made a call: an admitted session (event and ticket) or another service."""
+
+    event_id: str
+    ticket_id: str
+    arrival: int
+    service: bool = False
+    # The bearer token as presented, to forward to the next service on the parent's behalf.
+    token: str = field(default="", repr=False)
+
+
+SERVICE_CALLER = Caller(event_id="", ticket_id="", arrival=0, service=True)
+_CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("waitroom_caller")
+
+
+def caller() -> Caller:
+    """The verified caller of the gRPC call being served (set by CallerInterceptor)."""
+    return _CALLER.get()
+
+
+def current_caller() -> Caller | None:
+    """The caller of the gRPC call being served, or None outside one (background work)."""
+    return _CALLER.get(None)
+
+
+def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any]"]]
+
+
+class CallerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Every call of ``service`` needs an admission token or the service token.
+
+    The admission token is verified offline (signature, expiry, key id); its event is
+    the only event the call may touch. ``open_methods`` need no token (receipt reprint).
+    Calls that are not ``service``'s (the health service) pass untouched.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        verifier: AdmissionVerifier,
+        service_token: str,
+        open_methods: Collection[str] = (),
+    ) -> None:
+        self._prefix = f"/{service}/"
+        self._verifier = verifier
+        self._service_token = f"Bearer {service_token}".encode()
+        self._open = {f"/{service}/{name}" for name in open_methods}
+
+    def _caller(self, authorization: str) -> Caller | None:
+        if hmac.compare_digest(authorization.encode(), self._service_token):
+            return SERVICE_CALLER
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        try:
+            admission = self._verifier.verify_any_event(token.strip())
+        except InvalidAdmission:
+            return None
+        return Caller(admission.event_id, admission.ticket_id, admission.arrival, token=token)
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        method = handler_call_details.method
+        if not method.startswith(self._prefix) or method in self._open:
+            return await continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        raw = metadata.get("authorization", "")
+        who = self._caller(raw if isinstance(raw, str) else bytes(raw).decode("latin-1"))
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        async def serve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if who is None:
+                await abort(context, Unauthenticated("invalid_token"))
+            token = _CALLER.set(who)
+            try:
+                return await cast(Any, inner)(request, context)
+            finally:
+                _CALLER.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            serve,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
