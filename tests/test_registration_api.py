@@ -411,6 +411,13 @@ async def test_unauthenticated_and_bad_input_are_json_4xx_and_change_nothing(
         "/api/v1/events/camp/cart/family", data=b"{not json", headers=headers
     )
     assert (resp.status, (await resp.json())["error"]) == (400, "invalid_json")
+    for lookup, want in (
+        ({"cart_number": "1234"}, (422, "invalid")),
+        ({"cart_number": "12", "owner_number": "ABCDEFGH"}, (422, "invalid_cart_number")),
+        ({"cart_number": "12345678", "owner_number": "ABCDEFGH"}, (404, "receipt_not_found")),
+    ):
+        resp = await s.client.post("/api/v1/receipts/lookup", json=lookup)
+        assert (resp.status, (await resp.json())["error"]) == want
     await s.call("POST", "/cart/family", headers, ROY)
     for method, path, body, want_status, want_code in [
         ("POST", "/cart/items", {"participant": "P999", "activity_ids": ["a78-w1"]}, 422,

@@ -1,12 +1,17 @@
-"""``waitroom run`` (``make run``): Redis, the queue service and the gateway on this machine.
+"""``waitroom run`` (``make run``): the whole stack on this machine.
 
+Redis, the queue service, the payment adapter (sandbox provider), the cart service, a
+local SMTP server that keeps every email in ``.run/mail`` (a Maildir), and the gateway.
 Secrets are made once and kept in ``.run/secrets.env`` (so cookies and tokens survive a
-restart); Redis keeps its data under ``.run/redis`` unless WAITROOM_REDIS_URL names one.
-A demo event is created whose waiting room is open now and whose draw is two minutes away.
+restart); Redis keeps its data under ``.run/redis`` unless WAITROOM_REDIS_URL names one;
+the ledger is ``.run/ledger.sqlite3`` unless WAITROOM_DATABASE_URL names one. A demo
+event is created whose waiting room is open now and whose draw is two minutes away, with
+the demo catalogue and families (``cart_service/demo.py``) behind it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -24,6 +29,7 @@ from waitroom.tokens import new_signing_key, public_key_of
 
 RUN_DIR = Path(".run")
 DEMO_EVENT = "demo"
+SERVICES = ("queue_service", "payment_adapter", "cart_service")
 
 
 def _secrets_env(run_dir: Path) -> dict[str, str]:
@@ -42,7 +48,30 @@ def _secrets_env(run_dir: Path) -> dict[str, str]:
     values = dict(
         line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if "=" in line
     )
+    if "WAITROOM_SERVICE_TOKEN" not in values:  # a .run from before the cart service
+        values["WAITROOM_SERVICE_TOKEN"] = secrets.token_urlsafe(24)
+        with path.open("a", encoding="utf-8") as out:
+            out.write(f"WAITROOM_SERVICE_TOKEN={values['WAITROOM_SERVICE_TOKEN']}\n")
     return values
+
+
+def _load_demo_catalogue(database_url: str, event_id: str) -> None:
+    """The demo catalogue and families under ``event_id`` (once per event)."""
+    from cart_service.demo import load_demo
+    from cart_service.ledger import create_schema, make_engine
+    from payment_adapter.store import create_schema as create_payment_schema
+
+    async def load() -> bool:
+        engine = make_engine(database_url)
+        try:
+            await create_schema(engine)
+            await create_payment_schema(engine)
+            return await load_demo(engine, event_id)
+        finally:
+            await engine.dispose()
+
+    if asyncio.run(load()):
+        print(f"demo catalogue loaded for {event_id} ({database_url})", flush=True)
 
 
 def _request(
@@ -90,10 +119,20 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
         redis_server.start()
         env["WAITROOM_REDIS_URL"] = redis_server.url
         print(f"redis: {redis_server.url} (data in {RUN_DIR / 'redis'})", flush=True)
-    children = [
-        subprocess.Popen([sys.executable, "-m", module], env=env, preexec_fn=die_with_parent)
-        for module in ["queue_service"] + ["gateway"] * gateways
+    env.setdefault("WAITROOM_DATABASE_URL", f"sqlite+aiosqlite:///{RUN_DIR / 'ledger.sqlite3'}")
+    smtp = f"{env.setdefault('WAITROOM_SMTP_HOST', '127.0.0.1')}:"
+    smtp += env.setdefault("WAITROOM_SMTP_PORT", "8025")
+    mail_dir = RUN_DIR / "mail"
+    mailbox = ("-c", "aiosmtpd.handlers.Mailbox", str(mail_dir))
+    commands = [
+        [sys.executable, "-m", "aiosmtpd", "-n", "-l", smtp, *mailbox],
+        *([sys.executable, "-m", module] for module in SERVICES),
+        *([sys.executable, "-m", "gateway"] for _ in range(gateways)),
     ]
+    children = [
+        subprocess.Popen(command, env=env, preexec_fn=die_with_parent) for command in commands
+    ]
+    print(f"emails: {mail_dir} (Maildir, SMTP on {smtp})", flush=True)
     parent = os.getppid()
     stopping = False
 
@@ -134,6 +173,7 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
             if status not in (200, 201):
                 print(f"demo event not created: {status} {body.decode(errors='replace')}")
             else:
+                _load_demo_catalogue(env["WAITROOM_DATABASE_URL"], demo_id)
                 print(f"demo event: {base}/api/v1/events/{demo_id} (draw in 2 minutes)")
         if not stopping:
             print(f"admin token: {env['WAITROOM_ADMIN_TOKEN']}")
