@@ -351,24 +351,11 @@ class Ledger:
             cart = (
                 await conn.execute(select(carts).where(carts.c.id == session.cart_id))
             ).one_or_none()
-            chosen = (
-                []
-                if cart is None
-                else sorted({line.activity.id for line in await _live_items(conn, cart, now)})
-            )
+            lines = [] if cart is None else await _live_items(conn, cart, now)
+        chosen = sorted({line.activity.id for line in lines})
         if not chosen:
             raise Refused("cart_empty")
-        async with self.engine.connect() as conn:
-            already = set(
-                (
-                    await conn.execute(
-                        select(cart_items.c.activity_id).where(
-                            cart_items.c.cart_id == session.cart_id,
-                            cart_items.c.participant == participant,
-                        )
-                    )
-                ).scalars()
-            )
+        already = {line.activity.id for line in lines if line.participant == participant.strip()}
         targets = [a for a in chosen if a not in already]
         if not targets:
             raise Refused("already_in_every_activity", "participant")

@@ -15,8 +15,9 @@ import jinja2
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cart_service.formats import iso_at, money_en, money_fr
+from cart_service.formats import money_en, money_fr
 from cart_service.ledger import outbox
+from waitroom.schedule import iso_at
 
 if TYPE_CHECKING:
     from cart_service.carts import Receipt

@@ -25,10 +25,10 @@ from cart_service.carts import (
     day_of,
 )
 from cart_service.families import Member
-from cart_service.formats import iso_at
 from waitroom.pb.cart.v1 import cart_pb2 as pb
 from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
 from waitroom.rpc import abort, caller
+from waitroom.schedule import iso_at
 from waitroom.validation import Refused, Unauthenticated
 
 SERVICE_NAME = "waitroom.cart.v1.CartService"

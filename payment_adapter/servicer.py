@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -11,6 +10,7 @@ from payment_adapter.payments import PaymentRecord, PaymentService
 from waitroom.pb.payment.v1 import payment_pb2 as pb
 from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
 from waitroom.rpc import abort
+from waitroom.schedule import iso_at
 from waitroom.validation import Refused
 
 SERVICE_NAME = "waitroom.payment.v1.PaymentAdapter"
@@ -21,10 +21,6 @@ STATUS = {
     "pending": pb.PAYMENT_STATUS_UNKNOWN,
     "not_sent": pb.PAYMENT_STATUS_NOT_SENT,
 }
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") if ms else ""
 
 
 def to_pb(record: PaymentRecord) -> pb.Payment:
@@ -39,8 +35,8 @@ def to_pb(record: PaymentRecord) -> pb.Payment:
         last4=record.last4,
         provider=record.provider,
         provider_reference=record.provider_reference,
-        created_at=_iso(record.created_at_ms),
-        settled_at=_iso(record.settled_at_ms),
+        created_at=iso_at(record.created_at_ms, "UTC"),
+        settled_at=iso_at(record.settled_at_ms, "UTC"),
     )
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 
 import uvloop
-from grpc import aio as grpc_aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from queue_service.admin_grpc import AdminAuthInterceptor, QueueAdminServicer
 from queue_service.service import QueueService
+from waitroom.grpc_server import GRACE_S, start_server, until_signalled
 from waitroom.pb.queue.v1 import queue_admin_pb2_grpc as pb_grpc
 from waitroom.redis_conn import make_redis
 from waitroom.scripts import register_scripts
@@ -21,7 +19,6 @@ from waitroom.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "waitroom.queue.v1.QueueAdmin"
-GRACE_S = 3.0
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -32,23 +29,21 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     scripts = register_scripts(redis)
     instance = settings.instance or f"{socket.gethostname()}-{os.getpid()}"
     service = QueueService(redis, scripts, instance, settings.lease_ttl_ms, settings.tick_s)
-    server = grpc_aio.server(
-        interceptors=[AdminAuthInterceptor(settings.admin_token.get_secret_value())]
+    running = await start_server(
+        settings.grpc_host,
+        settings.queue_grpc_port,
+        lambda server: pb_grpc.add_QueueAdminServicer_to_server(
+            QueueAdminServicer(service.store), server
+        ),
+        SERVICE_NAME,
+        [AdminAuthInterceptor(settings.admin_token.get_secret_value())],
     )
-    pb_grpc.add_QueueAdminServicer_to_server(QueueAdminServicer(service.store), server)
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.queue_grpc_port}")
-    await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("queue service %s: gRPC on %s:%d", instance, settings.grpc_host, port)
+    log.info("queue service %s: gRPC on %s:%d", instance, settings.grpc_host, running.port)
     loop_task = asyncio.create_task(service.run(stop))
     await stop.wait()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await running.stop_serving()
     await loop_task
-    await server.stop(GRACE_S)
+    await running.server.stop(GRACE_S)
     await redis.aclose()
 
 
@@ -56,14 +51,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s queue %(levelname)s %(message)s")
     settings = load_settings()
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    uvloop.run(run())
+    uvloop.run(until_signalled(lambda stop: serve(settings, stop)))
 
 
 if __name__ == "__main__":

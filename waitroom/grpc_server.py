@@ -24,9 +24,13 @@ class RunningServer:
     names: tuple[str, ...]
     port: int
 
-    async def stop(self, grace_s: float = GRACE_S) -> None:
+    async def stop_serving(self) -> None:
+        """Health says NOT_SERVING (load balancers stop sending); calls still complete."""
         for name in self.names:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def stop(self, grace_s: float = GRACE_S) -> None:
+        await self.stop_serving()
         await self.server.stop(grace_s)
 
 

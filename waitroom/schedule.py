@@ -89,6 +89,12 @@ def _iso(seconds: int, tz: str) -> str:
     return datetime.fromtimestamp(seconds, _zone(tz)).isoformat(timespec="seconds")
 
 
+def iso_at(ms: int, tz: str) -> str:
+    """RFC 3339 with ``tz``'s offset, to the second (``2027-06-01T19:20:00-04:00``); empty
+    for 0, which means "not set" wherever the services keep times in milliseconds."""
+    return _iso(ms // 1000, tz) if ms else ""
+
+
 def _ms(value: datetime) -> int:
     return round(value.timestamp() * 1000)
 
