@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: all run test lint types proto proto-check bench lock clean
+.PHONY: all run test lint types proto proto-check bench screenshots lock clean
 
 all: lint types test
 
@@ -51,6 +51,10 @@ proto-check: $(STAMP)
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq wrk >/dev/null); } || { echo "bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m bench
+
+## make screenshots: the browser tests, saving the main screens in docs/screenshots.
+screenshots: $(STAMP)
+	WAITROOM_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_pages.py
 
 ## make lock: renew constraints.txt from a fresh resolve of pyproject.toml.
 lock:

@@ -208,9 +208,11 @@ class Ledger:
         parks: Sequence[str] = (),
         age_groups: Sequence[str] = (),
         kind: str = "",
+        facets_only: bool = False,
     ) -> tuple[list[ActivityInfo], list[str], list[str], bool]:
         """Activities of the event matching the filters, with places left; plus every park
-        and age group of the event (for the search form) and whether payment is deferred."""
+        and age group of the event (for the search form) and whether payment is deferred.
+        ``facets_only``: no activities, only the rest (what the search form needs)."""
         if kind not in ("", "day_camp", "course"):
             raise FieldError("invalid_kind", "kind")
         now = self.clock_ms()
@@ -223,13 +225,8 @@ class Ledger:
                 query = query.where(activities.c.age_group.in_(list(age_groups)))
             if kind:
                 query = query.where(activities.c.kind == kind)
-            rows = (
-                await conn.execute(
-                    query.order_by(
-                        activities.c.park, activities.c.age_group, activities.c.starts_on
-                    )
-                )
-            ).all()
+            order = (activities.c.park, activities.c.age_group, activities.c.starts_on)
+            rows = [] if facets_only else (await conn.execute(query.order_by(*order))).all()
             found = await _activity_infos(conn, rows, now)
             all_parks = (
                 await conn.execute(

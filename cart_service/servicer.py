@@ -177,7 +177,11 @@ class CartServicer(pb_grpc.CartServiceServicer):
             if request.event_id and request.event_id != session.event_id:
                 raise Unauthenticated("token_for_other_event")
             found, parks, groups, deferred = await self._ledger.search(
-                session.event_id, request.parks, request.age_groups, request.kind
+                session.event_id,
+                request.parks,
+                request.age_groups,
+                request.kind,
+                facets_only=request.facets_only,
             )
             currency = "CAD"
             return pb.SearchReply(

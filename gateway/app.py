@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import grpc
 from aiohttp import web
 
-from gateway import admin, public, registration
+from gateway import admin, pages, public, registration
 from gateway.heartbeats import HeartbeatBuffer
 from gateway.joiner import JoinCoalescer
 from gateway.replies import FALLBACK_PATH, error, reply, unmatched
@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     public.add_routes(app.router)
     registration.add_routes(app.router)
+    pages.add_routes(app.router)
     app.add_routes(admin.routes)
     app.router.add_route("*", FALLBACK_PATH, unmatched)
     return app

@@ -177,6 +177,7 @@ async def catalogue(request: web.Request) -> web.Response:
             parks=query.getall("park", []),
             age_groups=query.getall("age_group", []),
             kind=kind,
+            facets_only=query.get("facets") == "only",
         ),
         meta,
     )

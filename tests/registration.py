@@ -159,6 +159,7 @@ async def registration_stack(
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
     *,
     deferred: bool = False,
+    event_rules: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
     catcher = MailCatcher()
@@ -194,7 +195,7 @@ async def registration_stack(
         for event in ready:
             await asyncio.wait_for(event.wait(), 30)
         client = await gateway_client(aiohttp_client, stack_settings)
-        await create_event(client, redis, EVENT, opens_in=0.1)
+        await create_event(client, redis, EVENT, **(event_rules or {"opens_in": 0.1}))
         yield Stack(client, stack_settings, engine, redis, catcher)
     finally:
         stop.set()

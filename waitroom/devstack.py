@@ -175,6 +175,7 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
             else:
                 _load_demo_catalogue(env["WAITROOM_DATABASE_URL"], demo_id)
                 print(f"demo event: {base}/api/v1/events/{demo_id} (draw in 2 minutes)")
+                print(f"waiting room page: {base}/events/{demo_id}/  (receipts: {base}/receipts/)")
         if not stopping:
             print(f"admin token: {env['WAITROOM_ADMIN_TOKEN']}")
             print(f"ready: {base}", flush=True)

@@ -128,6 +128,8 @@ def public_event(view: EventView, now_ms: int) -> dict[str, object]:
         "active": view.active,
         "admit_per_minute": config.admit_per_minute,
         "max_active": config.max_active,
+        # The server's clock, so pages count down to the schedule whatever the device's says.
+        "now": config.iso(now_ms),
         "draw": {
             "commitment": view.commitment or None,
             "seed": view.seed_hex,

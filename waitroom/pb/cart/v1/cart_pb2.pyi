@@ -33,9 +33,12 @@ class SearchRequest(_message.Message):
     PARKS_FIELD_NUMBER: _builtins.int
     AGE_GROUPS_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    FACETS_ONLY_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     kind: _builtins.str
     """"" | "day_camp" | "course" """
+    facets_only: _builtins.bool
+    """only the parks and age groups (the search form)"""
     @_builtins.property
     def parks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """empty: every park"""
@@ -51,10 +54,11 @@ class SearchRequest(_message.Message):
         parks: _abc.Iterable[_builtins.str] | None = ...,
         age_groups: _abc.Iterable[_builtins.str] | None = ...,
         kind: _builtins.str = ...,
+        facets_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_groups", b"age_groups", "event_id", b"event_id", "kind", b"kind", "parks", b"parks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_groups", b"age_groups", "event_id", b"event_id", "facets_only", b"facets_only", "kind", b"kind", "parks", b"parks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,90 @@
+"""The pages parents see, served by the gateway: the waiting room, the registration steps,
+the receipt reprint form and how to check the draw. Plain HTML from Jinja2 templates, one
+stylesheet and small scripts (``gateway/static``), French by default and English one click
+away; no framework and no build step. The pages talk to the JSON API only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import orjson
+from aiohttp import web
+from markupsafe import Markup
+
+from gateway.i18n import LANGUAGES, MESSAGES, choose
+from gateway.replies import json_errors
+from waitroom.keys import EVENT_ID_RE
+
+STATIC_DIR = Path(__file__).parent / "static"
+LANG_COOKIE = "wr_lang"
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("gateway", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+# The language's table as JSON inside <script type="application/json">: "</" escaped.
+_MESSAGES_JSON = {
+    lang: orjson.dumps(MESSAGES[lang]).decode().replace("</", "<\\/") for lang in LANGUAGES
+}
+
+
+def _render(request: web.Request, template: str, event_id: str = "") -> web.Response:
+    lang = choose(
+        request.query.get("lang"),
+        request.cookies.get(LANG_COOKIE),
+        request.headers.get("Accept-Language", ""),
+    )
+    table = MESSAGES[lang]
+    html = _env.get_template(template).render(
+        lang=lang,
+        other_lang="en" if lang == "fr" else "fr",
+        t=table.__getitem__,
+        event_id=event_id,
+        messages_json=Markup(_MESSAGES_JSON[lang]),
+    )
+    response = web.Response(text=html, content_type="text/html", charset="utf-8")
+    response.headers["Content-Language"] = lang
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Vary"] = "Accept-Language, Cookie"
+    if request.query.get("lang") in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, path="/", samesite="Lax")
+    return response
+
+
+def _event_id(request: web.Request) -> str:
+    event_id = request.match_info["event_id"]
+    if not EVENT_ID_RE.match(event_id):
+        raise web.HTTPNotFound()
+    return event_id
+
+
+@json_errors
+async def waiting_room(request: web.Request) -> web.StreamResponse:
+    return _render(request, "waiting.html.j2", _event_id(request))
+
+
+@json_errors
+async def draw(request: web.Request) -> web.StreamResponse:
+    return _render(request, "draw.html.j2", _event_id(request))
+
+
+@json_errors
+async def register(request: web.Request) -> web.StreamResponse:
+    return _render(request, "register.html.j2", _event_id(request))
+
+
+@json_errors
+async def reprint(request: web.Request) -> web.StreamResponse:
+    return _render(request, "reprint.html.j2")
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/events/{event_id}/", waiting_room)
+    router.add_get("/events/{event_id}/draw", draw)
+    router.add_get("/register/{event_id}/", register)
+    router.add_get("/receipts/", reprint)
+    router.add_static("/static/", STATIC_DIR)

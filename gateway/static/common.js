@@ -1,0 +1,65 @@
+"use strict";
+/* What every page shares: its texts, formats, and calls to the JSON API. */
+const WR = (() => {
+  const M = JSON.parse(document.getElementById("i18n").textContent);
+  const lang = document.body.dataset.lang;
+  const event = document.body.dataset.event;
+  const locale = lang === "fr" ? "fr-CA" : "en-CA";
+  const timeFmt = new Intl.DateTimeFormat(locale, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const clockFmt = new Intl.DateTimeFormat(locale, { hour: "2-digit", minute: "2-digit" });
+  const moneyFmt = new Intl.NumberFormat(locale, { style: "currency", currency: "CAD" });
+
+  function t(key, vars) {
+    let text = M[key] === undefined ? key : M[key];
+    for (const [name, value] of Object.entries(vars || {})) text = text.split("{" + name + "}").join(String(value));
+    return text;
+  }
+  function errorText(code, detail) {
+    return M["err." + code] !== undefined ? t("err." + code, { detail: detail || "" }) : t("err.generic", { code });
+  }
+  function duration(ms) {
+    const s = Math.max(0, Math.round(ms / 1000));
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    const two = (n) => String(n).padStart(2, "0");
+    return (h ? h + ":" + two(m) : String(m)) + ":" + two(r);
+  }
+  const money = (cents) => moneyFmt.format(cents / 100);
+  const at = (iso) => clockFmt.format(new Date(iso));
+
+  /* One call; never throws: {status, data, retryAfter}. status 0 = the network failed. */
+  async function api(method, path, options = {}) {
+    const headers = Object.assign({ Accept: "application/json" }, options.headers || {});
+    if (options.token) headers.Authorization = "Bearer " + options.token;
+    let body;
+    if (options.body !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(options.body); }
+    try {
+      const response = await fetch(path, { method, headers, body, credentials: "same-origin", cache: "no-store" });
+      const text = await response.text();
+      const data = text ? JSON.parse(text) : {};
+      return { status: response.status, data, retryAfter: Number(response.headers.get("Retry-After")) || 0 };
+    } catch (e) {
+      return { status: 0, data: { error: "unavailable" }, retryAfter: 0 };
+    }
+  }
+
+  function clearErrors(form) {
+    form.querySelectorAll("[data-error]").forEach((el) => { el.textContent = ""; });
+    form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+  }
+  /* Put an API error next to the field it concerns (or at the form's foot). */
+  function showError(form, data) {
+    const field = (data.field || "").split(".")[0];
+    const slot = form.querySelector('[data-error="' + field + '"]') || form.querySelector('[data-error=""]');
+    const text = errorText(data.error, data.detail);
+    if (slot) slot.textContent = text;
+    const input = field && form.elements[field];
+    if (input && input.setAttribute) {
+      input.setAttribute("aria-invalid", "true");
+      if (slot) { slot.id = slot.id || "err-" + form.id + "-" + field; input.setAttribute("aria-describedby", slot.id); }
+      input.focus();
+    }
+    return text;
+  }
+  const tokenKey = "wr_admission_" + event;
+  return { t, errorText, duration, money, at, timeFmt, api, clearErrors, showError, lang, event, tokenKey };
+})();
