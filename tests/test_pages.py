@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    Page,
+    Route,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
@@ -211,6 +218,9 @@ async def test_a_declined_card_then_a_retry_and_the_back_button(
         await page.goto(base + f"register/{EVENT}/#cart")  # Accept-Language: English
         await expect(page.locator("h1")).to_have_text("Registration")
         await expect(page.locator("#cart-items li")).to_have_count(1)
+        await page.click("#extend")  # twenty more minutes, once
+        await expect(page.locator("#extend")).to_have_text("Extra time already used")
+        await expect(page.locator("#extend")).to_be_disabled()
         await page.click("a[data-step=pay]")
         # Back and forward between steps: the cart is read again, nothing lost or doubled.
         await page.go_back()
@@ -298,6 +308,24 @@ async def test_a_requeued_ticket_shows_its_notice_and_english_is_one_click_away(
         await expect(page.locator("h1")).to_have_text("Waiting room")
         assert await page.get_attribute("html", "lang") == "en"
         await expect(notice).to_contain_text("put back at the end of the line", timeout=15_000)
+        # Busy: the page backs off and says so instead of hammering the service.
+        polls: list[str] = []
+
+        async def unavailable(route: Route) -> None:
+            polls.append(route.request.url)
+            await route.fulfill(
+                status=503,
+                headers={"Retry-After": "1", "Content-Type": "application/json"},
+                body='{"error": "unavailable"}',
+            )
+
+        await page.route(re.compile(r"/tickets/[^/]+$"), unavailable)
+        await page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+        await expect(page.locator("#wr-busy")).to_contain_text(
+            "The service is very busy", timeout=15_000
+        )
+        await asyncio.sleep(3)
+        assert 1 <= len(polls) <= 3  # backing off: 1 s, then 2 s (with jitter), not a flood
         await context.close()
 
 
