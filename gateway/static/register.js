@@ -300,7 +300,6 @@
     } else if (result.outcome === "declined") {
       sessionStorage.removeItem(payKey);
       render(result.cart);
-      showError(form, { error: "declined", field: "" });
       form.querySelector('[data-error=""]').textContent = t("pay.declined", { reason: errorText(result.decline_reason) });
     } else {
       render(result.cart);
