@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: all run test lint types proto proto-check bench screenshots lock clean
+.PHONY: all run test lint types proto proto-check bench screenshots dashboards lock clean
 
 all: lint types test
 
@@ -55,6 +55,10 @@ bench: $(STAMP)
 ## make screenshots: the browser tests, saving the main screens in docs/screenshots.
 screenshots: $(STAMP)
 	WAITROOM_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_pages.py
+
+## make dashboards: regenerate deploy/grafana/dashboards/*.json from deploy/dashboards.py.
+dashboards: $(STAMP)
+	$(BIN)/python -m deploy.dashboards
 
 ## make lock: renew constraints.txt from a fresh resolve of pyproject.toml.
 lock:

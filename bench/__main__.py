@@ -138,6 +138,7 @@ def main() -> int:
         "WAITROOM_TOKEN_SIGNING_KEY": new_signing_key(),
         "WAITROOM_HTTP_PORT": str(gw_port),
         "WAITROOM_QUEUE_GRPC_PORT": str(free_port()),
+        "WAITROOM_QUEUE_METRICS_PORT": "0",
         "WAITROOM_JOIN_LIMIT": str(10**9),
     }
     procs = []

@@ -15,6 +15,7 @@ from cart_service.ledger import create_schema, make_engine
 from cart_service.mail import Outbox
 from cart_service.payments_client import GrpcPayments
 from cart_service.servicer import SERVICE_NAME, CartServicer
+from waitroom import metrics
 from waitroom.grpc_server import start_server, until_signalled
 from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
 from waitroom.rpc import CallerInterceptor
@@ -65,13 +66,22 @@ async def serve(
         [interceptor],
     )
     log.info("cart service: gRPC on %s:%d (%s)", settings.grpc_host, running.port, engine.url)
+    metrics.serve(settings.grpc_host, settings.cart_metrics_port)
     if ready is not None:
         ready.set()
+    last_pass_ms = _now_ms()
     while not stop.is_set():
         wake.clear()
         try:
             await ledger.settle_due()
             await outbox.flush(_now_ms())
+            now_ms = _now_ms()
+            await ledger.count_expired(last_pass_ms, now_ms)
+            last_pass_ms = now_ms
+            for event_id, activity, capacity, left, registered in await ledger.seat_levels():
+                metrics.SEATS_CAPACITY.labels(event_id, activity).set(capacity)
+                metrics.SEATS_LEFT.labels(event_id, activity).set(left)
+                metrics.SEATS_REGISTERED.labels(event_id, activity).set(registered)
         except Exception:  # keep serving; the next pass tries again
             log.exception("settle/email pass failed")
         with contextlib.suppress(TimeoutError):

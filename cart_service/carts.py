@@ -34,6 +34,7 @@ from cart_service.ledger import (
     waiting_list,
 )
 from cart_service.mail import Confirmation, queue_confirmation
+from waitroom.metrics import CART_EXPIRED, CART_EXTENSIONS, CART_HOLDS, CHECKOUTS
 from waitroom.validation import FieldError, NotFound, Refused
 
 RELATIONSHIPS = ("responsible", "spouse", "parent", "other", "child")
@@ -337,7 +338,10 @@ class Ledger:
                 results[activity_id] = await _hold(conn, cart, member, activity_id, now)
             if any(o.outcome == "held" for o in results.values()):
                 await self._touch(conn, cart)
-            return await _snapshot(conn, session, now), [results[a] for a in wanted]
+            snapshot = await _snapshot(conn, session, now)
+        for outcome in results.values():
+            CART_HOLDS.labels(session.event_id, outcome.outcome).inc()
+        return snapshot, [results[a] for a in wanted]
 
     async def duplicate(
         self, session: Session, participant: str
@@ -392,7 +396,9 @@ class Ledger:
                     extension_used=True,
                 )
             )
-            return await _snapshot(conn, session, now)
+            snapshot = await _snapshot(conn, session, now)
+        CART_EXTENSIONS.labels(session.event_id).inc()
+        return snapshot
 
     async def join_waiting_list(
         self, session: Session, activity_id: str, participant: str
@@ -515,6 +521,7 @@ class Ledger:
                     receipt = await self._confirm(conn, cart, key, None, total, now)
                     snapshot = await _snapshot(conn, session, now)
                     self.on_confirmed()
+                    CHECKOUTS.labels(session.event_id, "confirmed").inc()
                     return CheckoutResult("confirmed", snapshot, receipt)
                 await conn.execute(
                     update(carts)
@@ -572,6 +579,54 @@ class Ledger:
             await self.settle(cart_id)
         return len(ids)
 
+    async def seat_levels(self) -> list[tuple[str, str, int, int, int]]:
+        """(event, activity, capacity, places left, registered) of every activity."""
+        now = self.clock_ms()
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(activities.c.id, activities.c.event_id, activities.c.capacity)
+                )
+            ).all()
+            taken = await _taken_counts(conn, [r.id for r in rows], now)
+            registered: dict[str, int] = dict(
+                (
+                    await conn.execute(
+                        select(registrations.c.activity_id, func.count()).group_by(
+                            registrations.c.activity_id
+                        )
+                    )
+                ).all()
+            )
+        return [
+            (
+                r.event_id,
+                r.id,
+                r.capacity,
+                max(0, r.capacity - taken[r.id]),
+                int(registered.get(r.id, 0)),
+            )
+            for r in rows
+        ]
+
+    async def count_expired(self, since_ms: int, until_ms: int) -> None:
+        """Count the holds that ran out in (since, until] with seats in them (metrics)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(carts.c.event_id, func.count(func.distinct(carts.c.id)))
+                    .select_from(carts.join(cart_items, cart_items.c.cart_id == carts.c.id))
+                    .where(
+                        carts.c.status == "open",
+                        carts.c.hold_expires_at_ms > since_ms,
+                        carts.c.hold_expires_at_ms <= until_ms,
+                    )
+                    .group_by(carts.c.event_id)
+                )
+            ).all()
+        for event_id, count in rows:
+            CART_EXPIRED.labels(event_id).inc(int(count))
+
     async def receipt(self, cart_number: str, owner_number: str) -> Receipt:
         """Reprint a receipt from its two numbers (Québec FAQ 14)."""
         cart_number, owner_number = cart_number.strip(), owner_number.strip().upper()
@@ -592,6 +647,13 @@ class Ledger:
     # -- internals -------------------------------------------------------------------
 
     async def _apply(self, session: Session, key: str, result: PaymentResult) -> CheckoutResult:
+        applied = await self._apply_result(session, key, result)
+        CHECKOUTS.labels(session.event_id, applied.outcome).inc()
+        return applied
+
+    async def _apply_result(
+        self, session: Session, key: str, result: PaymentResult
+    ) -> CheckoutResult:
         now = self.clock_ms()
         if result.status == "approved":
             async with self.engine.begin() as conn:

@@ -15,6 +15,7 @@ from gateway.heartbeats import HeartbeatBuffer
 from gateway.joiner import JoinCoalescer
 from gateway.replies import FALLBACK_PATH, error, reply, unmatched
 from gateway.state import GATEWAY, Gateway
+from waitroom.metrics import exposition
 from waitroom.pb.cart.v1 import cart_pb2_grpc
 from waitroom.redis_conn import make_redis
 from waitroom.scripts import register_scripts
@@ -76,6 +77,13 @@ async def healthz(request: web.Request) -> web.Response:
     return reply({"status": "alive"})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition: this process's metrics, or every gateway process's totals when
+    ``PROMETHEUS_MULTIPROC_DIR`` is set."""
+    body, content_type = exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 async def readyz(request: web.Request) -> web.Response:
     """Ready when Redis answers (views fresh) and the queue service has a leader."""
     gw = request.app[GATEWAY]
@@ -100,6 +108,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_gateway_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     public.add_routes(app.router)
     registration.add_routes(app.router)
     pages.add_routes(app.router)

@@ -16,15 +16,20 @@ without).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.public import join_ticket, poll_known_ticket
+from gateway import observe
+from gateway.public import EVENT_PATH, TICKET_PATH, join_ticket, poll_known_ticket
 from gateway.replies import answering_errors
 from gateway.state import GATEWAY
 
 EVENTS_PREFIX = "/api/v1/events/"
+# The same route labels the router would give them: one series per route in /metrics.
+POLL_ROUTE = TICKET_PATH
+JOIN_ROUTE = EVENT_PATH + "/tickets"
 _PREFIX_LEN = len(EVENTS_PREFIX)
 
 RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -43,12 +48,16 @@ def install(runner: web.AppRunner) -> None:
         if path.startswith(EVENTS_PREFIX):
             parts = path[_PREFIX_LEN:].split("/")
             if len(parts) == 3 and parts[1] == "tickets" and request.method == "GET":
+                started = time.perf_counter()
                 answer = poll_known_ticket(gw, parts[0], parts[2])
                 if answer is not None:
+                    observe.request(POLL_ROUTE, "GET", answer.status, time.perf_counter() - started)
                     return answer
             elif len(parts) == 2 and parts[1] == "tickets" and request.method == "POST":
                 event_id = parts[0]
-                return await answering_errors(request, lambda: join_ticket(gw, event_id, request))
+                return await answering_errors(
+                    request, lambda: join_ticket(gw, event_id, request), JOIN_ROUTE
+                )
         return await full(request)
 
     server.request_handler = handle

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 from aiohttp import web
 
+from gateway import observe
 from gateway.replies import ApiError, bearer_token, error, json_errors, reply, unavailable
 from gateway.state import GATEWAY, Gateway
 from waitroom import ticket_ids
@@ -108,6 +110,9 @@ def ticket_body(
     admission = None
     if res.status is TicketStatus.ADMITTED and res.admitted_at_ms is not None:
         admission = _admission(gw, view, ticket_id, arrival, res.admitted_at_ms)
+        observe.eta_errors.admitted(view.event_id, arrival, res.admitted_at_ms)
+    elif res.status is TicketStatus.WAITING and res.eta_ms is not None:
+        observe.eta_errors.predicted(view.event_id, arrival, now_ms + res.eta_ms)
     return {
         "ticket_id": ticket_id,
         "event_id": view.event_id,
@@ -197,6 +202,7 @@ async def join_ticket(gw: Gateway, event_id: str, request: web.BaseRequest) -> w
     else:
         res = view.resolve(result.arrival, result.now_ms)
     max_age = max(60, (view.config.closes_ms + view.config.session_ttl_ms - now_ms) // 1000)
+    observe.joins.inc(view.event_id)
     return reply(
         ticket_body(gw, view, ticket_id, result.arrival, res, result.now_ms),
         status=201,
@@ -247,6 +253,7 @@ def _answer(
     """The poll's answer; a ticket still in line was seen, so its heartbeat is recorded."""
     if res.status is TicketStatus.WAITING or res.status is TicketStatus.PREQUEUE:
         gw.heartbeats.beat(view.event_id, arrival, now_ms, view.config.heartbeat_grace_ms)
+    observe.polls.inc(view.event_id)
     return reply(ticket_body(gw, view, ticket_id, arrival, res, now_ms))
 
 
@@ -268,10 +275,12 @@ def poll_known_ticket(gw: Gateway, event_id: str, ticket_id: str) -> web.Respons
 
 async def poll(request: web.Request) -> web.StreamResponse:
     """The load: a known ticket is answered without an await or a Redis round trip."""
+    started = time.perf_counter()
     known = poll_known_ticket(
         request.app[GATEWAY], request.match_info["event_id"], request.match_info["ticket_id"]
     )
     if known is not None:
+        observe.request(TICKET_PATH, "GET", known.status, time.perf_counter() - started)
         return known
     return await _poll_in_full(request)
 

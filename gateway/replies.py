@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
+
+from gateway import observe
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +80,25 @@ class ApiError(Exception):
 
 
 async def answering_errors(
+    request: web.BaseRequest,
+    call: Callable[[], Awaitable[web.StreamResponse]],
+    route: str | None = None,
+) -> web.StreamResponse:
+    """Run ``call()``; turn ApiError, aiohttp's errors, Redis outages and bugs into JSON.
+    Every answer is counted and timed under ``route`` (by default the matched route)."""
+    started = time.perf_counter()
+    response = await _answering_errors(request, call)
+    if route is None:
+        info = getattr(request, "match_info", None)
+        resource = info.route.resource if info is not None else None
+        route = resource.canonical if resource is not None else "unmatched"
+    observe.request(route, request.method, response.status, time.perf_counter() - started)
+    return response
+
+
+async def _answering_errors(
     request: web.BaseRequest, call: Callable[[], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Run ``call()``; turn ApiError, aiohttp's errors, Redis outages and bugs into JSON."""
     try:
         return await call()
     except ApiError as exc:

@@ -13,6 +13,7 @@ from payment_adapter.payments import PaymentService
 from payment_adapter.providers import SandboxProvider
 from payment_adapter.servicer import SERVICE_NAME, PaymentAdapterServicer
 from payment_adapter.store import create_schema
+from waitroom import metrics
 from waitroom.grpc_server import start_server, until_signalled
 from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
 from waitroom.rpc import CallerInterceptor
@@ -50,6 +51,7 @@ async def serve(
         [interceptor],
     )
     log.info("payment adapter (%s): gRPC on %s:%d", provider.name, settings.grpc_host, running.port)
+    metrics.serve(settings.grpc_host, settings.payment_metrics_port)
     if ready is not None:
         ready.set()
     older_than_ms = int(settings.provider_timeout_s * 2000)

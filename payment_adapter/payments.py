@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from payment_adapter.cards import parse_card
 from payment_adapter.providers import Answer, Provider, ProviderError
 from payment_adapter.store import payments
+from waitroom.metrics import PAYMENTS, PAYMENTS_IN_FLIGHT, PROVIDER_LATENCY, timed
 from waitroom.validation import FieldError, NotFound, Refused
 
 log = logging.getLogger(__name__)
@@ -188,22 +189,26 @@ class PaymentService:
             log.warning("payment %s not sent: %d payments already in flight", key, self.concurrency)
             return await self._settle(key, "not_sent", "provider_busy", "", final=True)
         try:
-            answer = await asyncio.wait_for(
-                self.provider.charge(key, amount_cents, currency, card, description),
-                self.timeout_s,
-            )
+            PAYMENTS_IN_FLIGHT.inc()
+            with timed(PROVIDER_LATENCY, self.provider.name, "charge"):
+                answer = await asyncio.wait_for(
+                    self.provider.charge(key, amount_cents, currency, card, description),
+                    self.timeout_s,
+                )
         except (TimeoutError, ProviderError) as exc:
             log.warning(
                 "payment %s: no answer from %s (%r); reconcile", key, self.provider.name, exc
             )
             return await self._settle(key, "unknown", "", "", final=False)
         finally:
+            PAYMENTS_IN_FLIGHT.dec()
             self._slots.release()
         return await self._apply(key, answer)
 
     async def _reconcile(self, record: PaymentRecord) -> PaymentRecord:
         try:
-            answer = await asyncio.wait_for(self.provider.lookup(record.key), self.timeout_s)
+            with timed(PROVIDER_LATENCY, self.provider.name, "lookup"):
+                answer = await asyncio.wait_for(self.provider.lookup(record.key), self.timeout_s)
         except (TimeoutError, ProviderError) as exc:
             log.warning("payment %s still unknown: %r", record.key, exc)
             return record
@@ -219,7 +224,7 @@ class PaymentService:
         self, key: str, status: str, reason: str, reference: str, *, final: bool
     ) -> PaymentRecord:
         async with self.engine.begin() as conn:
-            await conn.execute(
+            changed = await conn.execute(
                 update(payments)
                 .where(
                     payments.c.idempotency_key == key,
@@ -232,6 +237,8 @@ class PaymentService:
                     settled_at_ms=self.clock_ms() if final else None,
                 )
             )
+        if changed.rowcount:
+            PAYMENTS.labels(status).inc()
         record = await self._get(key)
         assert record is not None
         return record

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from queue_service.eta import OutflowMeter, Tick
 from waitroom.keys import EventKeys
+from waitroom.metrics import DRAW_DURATION
 from waitroom.schedule import EventState
 from waitroom.scripts import Scripts
 from waitroom.view import EventView
@@ -60,9 +61,9 @@ class EventOutflow:
         started = time.perf_counter()
         result = await self._scripts.draw(keys=[k.cfg, k.draw, k.seq, k.fence], args=[epoch])
         if int(result) == 1:
-            log.info(
-                "draw done for %s in %.1f ms", self.event_id, (time.perf_counter() - started) * 1000
-            )
+            took = time.perf_counter() - started
+            DRAW_DURATION.labels(self.event_id).observe(took)
+            log.info("draw done for %s in %.1f ms", self.event_id, took * 1000)
 
     async def _advance(self, view: EventView, epoch: int) -> tuple[int, int, bool]:
         """Offer the next lines to advance.lua until credit, room or the line runs out."""

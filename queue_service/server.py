@@ -8,9 +8,12 @@ import os
 import socket
 
 import uvloop
+from prometheus_client import REGISTRY
 
 from queue_service.admin_grpc import AdminAuthInterceptor, QueueAdminServicer
+from queue_service.metrics import EventCollector
 from queue_service.service import QueueService
+from waitroom import metrics
 from waitroom.grpc_server import GRACE_S, start_server, until_signalled
 from waitroom.pb.queue.v1 import queue_admin_pb2_grpc as pb_grpc
 from waitroom.redis_conn import make_redis
@@ -39,11 +42,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         [AdminAuthInterceptor(settings.admin_token.get_secret_value())],
     )
     log.info("queue service %s: gRPC on %s:%d", instance, settings.grpc_host, running.port)
+    collector = EventCollector(service.store)
+    REGISTRY.register(collector)
+    metrics.serve(settings.grpc_host, settings.queue_metrics_port)
     loop_task = asyncio.create_task(service.run(stop))
     await stop.wait()
     await running.stop_serving()
     await loop_task
     await running.server.stop(GRACE_S)
+    REGISTRY.unregister(collector)
     await redis.aclose()
 
 

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError, ResponseError
 from queue_service.leadership import Leadership
 from queue_service.outflow import EventOutflow
 from waitroom.aio import pause
+from waitroom.metrics import LEADER
 from waitroom.scripts import Scripts
 from waitroom.viewstore import ViewStore
 
@@ -33,6 +34,7 @@ class QueueService:
     async def tick(self) -> None:
         """One round: renew the lease, refresh the views, and if leading, work each event."""
         leading = await self.leadership.step()
+        LEADER.set(1 if leading else 0)
         if not leading:
             return
         await self.store.refresh()
@@ -50,6 +52,7 @@ class QueueService:
                 if "STALE_LEADER" in str(exc):
                     log.warning("fenced off by a newer leader; standing down")
                     self.leadership.value = None
+                    LEADER.set(0)
                     return
                 raise
 

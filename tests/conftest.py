@@ -56,6 +56,9 @@ def settings(redis_server: RedisServer) -> Settings:
         lease_ttl_ms=1000,
         join_limit=100_000,
         queue_grpc_port=0,
+        queue_metrics_port=0,
+        cart_metrics_port=0,
+        payment_metrics_port=0,
     )
 
 

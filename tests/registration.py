@@ -178,6 +178,8 @@ async def registration_stack(
         "provider_timeout_s": 0.5,
         "payment_lock_s": 2,
         "settle_interval_s": 0.2,
+        "cart_metrics_port": 0,
+        "payment_metrics_port": 0,
         **overrides,
     }
     stack_settings = Settings(**{**settings.model_dump(), **values})

@@ -34,6 +34,7 @@ def _env(settings: Settings, name: str) -> dict[str, str]:
         "WAITROOM_TICKET_SECRET": settings.ticket_secret.get_secret_value(),
         "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),
         "WAITROOM_QUEUE_GRPC_PORT": "0",
+        "WAITROOM_QUEUE_METRICS_PORT": "0",
         "WAITROOM_LEASE_TTL_MS": "1000",
         "WAITROOM_TICK_S": "0.05",
         "WAITROOM_INSTANCE": name,

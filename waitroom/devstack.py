@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,8 +130,19 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
         *([sys.executable, "-m", module] for module in SERVICES),
         *([sys.executable, "-m", "gateway"] for _ in range(gateways)),
     ]
+    # Gateway processes share one port: each writes its metrics here and any of them
+    # answers /metrics with the totals of all (prometheus_client's multiprocess mode).
+    metrics_dir = RUN_DIR / "gateway-metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir()
+    gateway_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
     children = [
-        subprocess.Popen(command, env=env, preexec_fn=die_with_parent) for command in commands
+        subprocess.Popen(
+            command,
+            env=gateway_env if command[-1] == "gateway" else env,
+            preexec_fn=die_with_parent,
+        )
+        for command in commands
     ]
     print(f"emails: {mail_dir} (Maildir, SMTP on {smtp})", flush=True)
     parent = os.getppid()

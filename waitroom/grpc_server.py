@@ -1,17 +1,22 @@
 """Start and stop a grpc.aio server the same way in every service: its servicers, the
-standard health service (SERVING while up, NOT_SERVING while draining) and interceptors."""
+standard health service (SERVING while up, NOT_SERVING while draining), per-method
+metrics, and the service's own interceptors."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from grpc import aio as grpc_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from waitroom.metrics import GRPC_HANDLED, GRPC_LATENCY
 
 log = logging.getLogger(__name__)
 GRACE_S = 3.0
@@ -34,6 +39,39 @@ class RunningServer:
         await self.server.stop(grace_s)
 
 
+class MetricsInterceptor(grpc_aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Counts and times every unary call by service, method and status code."""
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        service, _, method = details.method.lstrip("/").rpartition("/")
+        inner = handler.unary_unary
+        latency = GRPC_LATENCY.labels(service, method)
+
+        async def serve(request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return await inner(request, context)
+            except BaseException:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                if not isinstance(code, grpc.StatusCode):  # an int from the C core
+                    code = next((c for c in grpc.StatusCode if c.value[0] == code), code)
+                raise
+            finally:
+                name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+                GRPC_HANDLED.labels(service, method, name).inc()
+                latency.observe(time.perf_counter() - started)
+
+        return grpc.unary_unary_rpc_method_handler(
+            serve,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
 async def start_server(
     host: str,
     port: int,
@@ -42,7 +80,7 @@ async def start_server(
     interceptors: Sequence[Any] = (),
 ) -> RunningServer:
     """Serve on ``host:port`` (0 picks a free port; see ``RunningServer.port``)."""
-    server = grpc_aio.server(interceptors=list(interceptors))
+    server = grpc_aio.server(interceptors=[MetricsInterceptor(), *interceptors])
     add(server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

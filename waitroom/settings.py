@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     lease_ttl_ms: int = Field(3000, ge=500)
     tick_s: float = Field(0.1, gt=0, le=2)
     instance: str = ""
+    # Prometheus /metrics of the gRPC services, on grpc_host (0: not served). Gateways
+    # serve /metrics on their HTTP port.
+    queue_metrics_port: int = Field(9101, ge=0, le=65535)
+    cart_metrics_port: int = Field(9102, ge=0, le=65535)
+    payment_metrics_port: int = Field(9103, ge=0, le=65535)
     # Registration (issue 3): the ledger, the cart service and the payment adapter.
     # SQLite file by default; e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test.
     database_url: str = "sqlite+aiosqlite:///waitroom-ledger.sqlite3"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from waitroom.keys import EventKeys
+from waitroom.metrics import REDIS_LATENCY, timed
 from waitroom.scripts import Scripts
 
 
@@ -46,9 +47,10 @@ async def join_batch(
     """Issue one ticket per client key, in order, with one atomic script call."""
     k = EventKeys(event_id)
     fixed = [k.cfg, k.draw, k.seq, k.served, k.hb, k.active, k.bucket, k.log, k.audit, k.stats]
-    replies = await scripts.join(
-        keys=fixed + [k.rate_limit(client) for client in clients], args=[limit, window_ms]
-    )
+    with timed(REDIS_LATENCY, "join"):
+        replies = await scripts.join(
+            keys=fixed + [k.rate_limit(client) for client in clients], args=[limit, window_ms]
+        )
     return [
         JoinResult(JoinCode(int(code)), int(arrival), bool(admitted), int(now), int(retry))
         for code, arrival, admitted, now, retry in replies
@@ -83,4 +85,5 @@ async def record_heartbeats(redis: Redis, seen: dict[str, dict[int, int]]) -> No
                 pipe.hset(
                     EventKeys(event_id).hb, mapping={str(a): str(t) for a, t in beats.items()}
                 )
-        await pipe.execute()
+        with timed(REDIS_LATENCY, "heartbeats"):
+            await pipe.execute()

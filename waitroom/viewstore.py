@@ -14,6 +14,7 @@ from waitroom import keys
 from waitroom.aio import pause
 from waitroom.clock import SharedClock
 from waitroom.draw import DrawnOrder
+from waitroom.metrics import REDIS_LATENCY, timed
 from waitroom.schedule import EventConfig
 from waitroom.view import EventView
 
@@ -47,7 +48,8 @@ class ViewStore:
             pipe.smembers(keys.EVENTS)
             pipe.get(keys.LEADER)
             pipe.time()
-            event_ids, leader, redis_time = await pipe.execute()
+            with timed(REDIS_LATENCY, "refresh_events"):
+                event_ids, leader, redis_time = await pipe.execute()
         self.clock.observe(redis_time, sent, time.time())
         self.leader = leader
         await asyncio.gather(*(self.refresh_event(e) for e in sorted(event_ids)))
@@ -80,7 +82,8 @@ class ViewStore:
                 pipe.zcount(k.active, f"({self.clock.now_ms()}", "+inf")
                 pipe.hgetall(k.stats)
                 pipe.lrange(k.log, start, start + LOG_CHUNK - 1)
-                cfg, draw, seq, served, active, stats, entries = await pipe.execute()
+                with timed(REDIS_LATENCY, "refresh_event"):
+                    cfg, draw, seq, served, active, stats, entries = await pipe.execute()
             if not cfg:
                 self.views.pop(event_id, None)
                 return None

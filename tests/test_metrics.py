@@ -1,0 +1,186 @@
+"""/metrics of every process: the names deploy/ relies on, per-event series, and correct
+totals when several gateway processes share a port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from queue_service.metrics import EventCollector
+from queue_service.service import QueueService
+from tests.conftest import create_event, join, poll, statuses, wait_for
+from tests.registration import registration_stack
+from waitroom.redis_server import free_port
+from waitroom.settings import Settings
+
+Client = TestClient[Any, Any]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition, by name and sorted labels."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    return samples(text).get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_gateway_and_queue_metrics_per_event(
+    client: Client, redis: Redis, leader: QueueService
+) -> None:
+    await create_event(client, redis, opens_in=0.3, admit_per_minute=6000, max_active=2)
+    tickets = [await join(client) for _ in range(4)]
+
+    async def drawn() -> bool:
+        return all(s in ("waiting", "admitted") for s in await statuses(client, tickets))
+
+    await wait_for(drawn)
+    for t in tickets:
+        await poll(client, t)
+    text = await (await client.get("/metrics")).text()
+    assert value(text, "waitroom_joins_total", event="camp") >= 4
+    assert value(text, "waitroom_polls_total", event="camp") >= 4
+    poll_route = "/api/v1/events/{event_id}/tickets/{ticket_id}"
+    assert value(text, "waitroom_http_requests_total", route=poll_route, method="GET", code="200")
+    assert value(text, "waitroom_http_request_duration_seconds_count", route=poll_route) >= 4
+    assert value(text, "waitroom_redis_command_duration_seconds_count", operation="join") >= 1
+    # The queue service's per-event series, read from the leader's views.
+    registry = CollectorRegistry()
+    registry.register(EventCollector(leader.store))
+
+    async def two_admitted() -> bool:
+        exported = generate_latest(registry).decode()
+        return value(exported, "waitroom_active_sessions", event="camp") == 2
+
+    await wait_for(two_admitted)
+    exported = generate_latest(registry).decode()
+    assert value(exported, "waitroom_tickets", event="camp", status="waiting") == 2
+    assert value(exported, "waitroom_max_active", event="camp") == 2
+    assert value(exported, "waitroom_admit_per_minute_configured", event="camp") == 6000
+    assert value(exported, "waitroom_admitted_total", event="camp") == 2
+    assert value(exported, "waitroom_event_state", event="camp", state="open") == 1
+
+
+async def test_registration_metrics(
+    settings: Settings,
+    redis: Redis,
+    leader: QueueService,
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+) -> None:
+    from prometheus_client import REGISTRY
+
+    before = generate_latest(REGISTRY).decode()
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    async with registration_stack(settings, redis, url, aiohttp_client) as s:
+        headers = await s.admitted()
+        await s.call(
+            "POST", "/cart/family", headers, {"client_number": "100234", "phone": "4188392002"}
+        )
+        await s.call(
+            "POST",
+            "/cart/items",
+            headers,
+            {"participant": "P104", "activity_ids": ["b56-w1", "a78-w1"]},
+        )
+
+        async def seats_published() -> bool:
+            text = generate_latest(REGISTRY).decode()
+            return value(text, "waitroom_seats_left", event="camp", activity="b56-w1") == 0
+
+        await wait_for(seats_published)
+    after = generate_latest(REGISTRY).decode()
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("waitroom_cart_holds_total", event="camp", outcome="held") == 1
+    assert grew("waitroom_cart_holds_total", event="camp", outcome="refused") == 1
+    assert value(after, "waitroom_seats_capacity", event="camp", activity="b56-w1") == 1
+    method = {"service": "waitroom.cart.v1.CartService", "method": "AddItems"}
+    assert grew("waitroom_grpc_server_handled_total", **method, code="OK") == 1
+    assert grew("waitroom_grpc_server_handling_seconds_count", **method) == 1
+
+
+async def test_several_gateway_processes_report_the_totals_of_all(
+    settings: Settings, redis: Redis, leader: QueueService, tmp_path: Path, client: Client
+) -> None:
+    await create_event(client, redis, opens_in=600, closes_in=3600)
+    port = free_port()
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    assert settings.admin_token and settings.ticket_secret and settings.token_signing_key
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "WAITROOM_REDIS_URL": settings.redis_url,
+        "WAITROOM_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
+        "WAITROOM_TICKET_SECRET": settings.ticket_secret.get_secret_value(),
+        "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),
+        "WAITROOM_HTTP_PORT": str(port),
+        "WAITROOM_JOIN_LIMIT": "100000",
+    }
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway",
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # A new connection per request: the kernel spreads them over both processes.
+        async def fresh(method: str, path: str) -> tuple[int, str]:
+            connector = aiohttp.TCPConnector(force_close=True)
+            async with (
+                aiohttp.ClientSession(connector=connector) as session,
+                session.request(method, base + path) as resp,
+            ):
+                return resp.status, await resp.text()
+
+        async def up() -> bool:
+            try:
+                return (await fresh("GET", "/healthz"))[0] == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_for(up, 20)
+        joins = 40
+        statuses = [(await fresh("POST", "/api/v1/events/camp/tickets"))[0] for _ in range(joins)]
+        assert statuses == [201] * joins
+        writers = {path.name.split("_")[-1] for path in metrics_dir.glob("*.db")}
+        assert len(writers) >= 2, writers  # both processes served (and wrote) some
+        for _ in range(6):  # whichever process answers, it reports the total
+            status, text = await fresh("GET", "/metrics")
+            assert status == 200
+            assert value(text, "waitroom_joins_total", event="camp") == joins
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
