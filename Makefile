@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: all run test lint types proto proto-check bench screenshots dashboards lock clean
+.PHONY: all run test lint types proto proto-check bench drill screenshots dashboards lock clean
 
 all: lint types test
 
@@ -51,6 +51,11 @@ proto-check: $(STAMP)
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq wrk >/dev/null); } || { echo "bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m bench
+
+## make drill: a time-compressed opening night (Locust, headless) and its report in
+## drill-report/ (DRILL_ARGS="--parents 3000 --rate 900" to change it).
+drill: $(STAMP)
+	$(BIN)/python -m loadtests.drill $(DRILL_ARGS)
 
 ## make screenshots: the browser tests, saving the main screens in docs/screenshots.
 screenshots: $(STAMP)

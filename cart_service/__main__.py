@@ -76,12 +76,11 @@ async def serve(
             await ledger.settle_due()
             await outbox.flush(_now_ms())
             now_ms = _now_ms()
-            await ledger.count_expired(last_pass_ms, now_ms)
-            last_pass_ms = now_ms
-            for event_id, activity, capacity, left, registered in await ledger.seat_levels():
-                metrics.SEATS_CAPACITY.labels(event_id, activity).set(capacity)
-                metrics.SEATS_LEFT.labels(event_id, activity).set(left)
-                metrics.SEATS_REGISTERED.labels(event_id, activity).set(registered)
+            # Seat gauges once per interval, not after every confirmation (wake).
+            if now_ms - last_pass_ms >= settings.settle_interval_s * 1000:
+                await ledger.count_expired(last_pass_ms, now_ms)
+                last_pass_ms = now_ms
+                await _publish_seats(ledger)
         except Exception:  # keep serving; the next pass tries again
             log.exception("settle/email pass failed")
         with contextlib.suppress(TimeoutError):
@@ -89,6 +88,13 @@ async def serve(
     await running.stop()
     await channel.close(None)
     await engine.dispose()
+
+
+async def _publish_seats(ledger: Ledger) -> None:
+    for event_id, activity, capacity, left, registered in await ledger.seat_levels():
+        metrics.SEATS_CAPACITY.labels(event_id, activity).set(capacity)
+        metrics.SEATS_LEFT.labels(event_id, activity).set(left)
+        metrics.SEATS_REGISTERED.labels(event_id, activity).set(registered)
 
 
 async def _first(*waits: object) -> None:

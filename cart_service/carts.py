@@ -29,9 +29,11 @@ from cart_service.ledger import (
     cart_items,
     carts,
     members,
+    reading,
     registration_events,
     registrations,
     waiting_list,
+    writing,
 )
 from cart_service.mail import Confirmation, queue_confirmation
 from waitroom.metrics import CART_EXPIRED, CART_EXTENSIONS, CART_HOLDS, CHECKOUTS
@@ -217,7 +219,7 @@ class Ledger:
         if kind not in ("", "day_camp", "course"):
             raise FieldError("invalid_kind", "kind")
         now = self.clock_ms()
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             event = await _event(conn, event_id)
             query = select(activities).where(activities.c.event_id == event_id)
             if parks:
@@ -252,19 +254,18 @@ class Ledger:
     async def get_cart(self, session: Session) -> CartSnapshot:
         """The session's cart; a payment lock past its time is settled first (FAQ 11)."""
         now = self.clock_ms()
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             cart = (
                 await conn.execute(select(carts).where(carts.c.id == session.cart_id))
             ).one_or_none()
         if cart is not None and cart.status == "paying" and (cart.locked_until_ms or 0) <= now:
             await self.settle(session.cart_id)
-        async with self.engine.connect() as conn:
-            return await _snapshot(conn, session, self.clock_ms())
+        return await self._fresh_snapshot(session)
 
     async def identify(self, session: Session, client_number: str, phone: str) -> CartSnapshot:
         """Identify the family (client number + principal phone) whose members take part."""
         family = await family_records.identify(self.engine, client_number, phone)
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             cart = await self._open_cart(conn, session)
             live = await _live_items(conn, cart, self.clock_ms())
             if cart.client_number not in (None, family.client_number) and live:
@@ -274,7 +275,7 @@ class Ledger:
                 .where(carts.c.id == cart.id)
                 .values(client_number=family.client_number)
             )
-            return await _snapshot(conn, session, self.clock_ms())
+        return await self._fresh_snapshot(session)
 
     async def add_member(
         self,
@@ -300,7 +301,7 @@ class Ledger:
             raise FieldError("invalid_relationship", "relationship")
         if class_level is not None and not 0 <= class_level <= 12:
             raise FieldError("invalid_class_level", "class_level")
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             cart = await self._open_cart(conn, session)
             if cart.client_number is None:
                 raise Refused("family_not_identified", "client_number")
@@ -317,7 +318,7 @@ class Ledger:
                 )
             )
             await self._touch(conn, cart)
-            return await _snapshot(conn, session, self.clock_ms())
+        return await self._fresh_snapshot(session)
 
     async def add_items(
         self, session: Session, participant: str, activity_ids: Sequence[str]
@@ -330,7 +331,7 @@ class Ledger:
         if len(wanted) > MAX_ITEMS_PER_CALL:
             raise FieldError("too_many", "activity_ids")
         now = self.clock_ms()
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             cart = await self._open_cart(conn, session)
             member = await _family_member(conn, cart, participant, "participant")
             results: dict[str, Outcome] = {}
@@ -338,7 +339,7 @@ class Ledger:
                 results[activity_id] = await _hold(conn, cart, member, activity_id, now)
             if any(o.outcome == "held" for o in results.values()):
                 await self._touch(conn, cart)
-            snapshot = await _snapshot(conn, session, now)
+        snapshot = await self._fresh_snapshot(session)
         for outcome in results.values():
             CART_HOLDS.labels(session.event_id, outcome.outcome).inc()
         return snapshot, [results[a] for a in wanted]
@@ -348,7 +349,7 @@ class Ledger:
     ) -> tuple[CartSnapshot, list[Outcome]]:
         """Put ``participant`` in every activity already chosen in the cart (Lévis step 3)."""
         now = self.clock_ms()
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             cart = (
                 await conn.execute(select(carts).where(carts.c.id == session.cart_id))
             ).one_or_none()
@@ -365,7 +366,7 @@ class Ledger:
     async def remove_item(
         self, session: Session, activity_id: str, participant: str
     ) -> CartSnapshot:
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             cart = await self._open_cart(conn, session)
             gone = await conn.execute(
                 delete(cart_items).where(
@@ -377,12 +378,12 @@ class Ledger:
             if not gone.rowcount:
                 raise NotFound("not_in_cart")
             await self._touch(conn, cart)
-            return await _snapshot(conn, session, self.clock_ms())
+        return await self._fresh_snapshot(session)
 
     async def extend(self, session: Session) -> CartSnapshot:
         """Twenty more minutes, once (Québec FAQ 8)."""
         now = self.clock_ms()
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             cart = await self._open_cart(conn, session)
             if not await _live_items(conn, cart, now):
                 raise Refused("cart_empty")
@@ -396,7 +397,7 @@ class Ledger:
                     extension_used=True,
                 )
             )
-            snapshot = await _snapshot(conn, session, now)
+        snapshot = await self._fresh_snapshot(session)
         CART_EXTENSIONS.labels(session.event_id).inc()
         return snapshot
 
@@ -405,7 +406,7 @@ class Ledger:
     ) -> tuple[int, int]:
         """Put a participant on a full activity's waiting list: (position, joined at ms)."""
         now = self.clock_ms()
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             cart = await self._open_cart(conn, session)
             member = await _family_member(conn, cart, participant, "participant")
             act = await _locked_activity(conn, session.event_id, activity_id)
@@ -457,7 +458,7 @@ class Ledger:
         family's responsible person when the cart holds childcare (Relevé 24)."""
         address = family_records.normalize_email(email)
         family = await family_records.identify(self.engine, client_number, phone)
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             cart = await self._open_cart(conn, session)
             if cart.client_number is None:
                 raise Refused("family_not_identified", "client_number")
@@ -473,13 +474,13 @@ class Ledger:
                 .values(payer_member=payer.id, payer_email=address)
             )
             await self._touch(conn, cart)
-            return await _snapshot(conn, session, self.clock_ms())
+        return await self._fresh_snapshot(session)
 
     async def accept_conditions(self, session: Session, accepted: bool) -> CartSnapshot:
         """Step 5: nothing proceeds to payment without it."""
         if not accepted:
             raise FieldError("must_accept", "accepted")
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             cart = await self._open_cart(conn, session)
             await conn.execute(
                 update(carts)
@@ -487,7 +488,7 @@ class Ledger:
                 .values(conditions_accepted_at_ms=self.clock_ms())
             )
             await self._touch(conn, cart)
-            return await _snapshot(conn, session, self.clock_ms())
+        return await self._fresh_snapshot(session)
 
     # -- checkout --------------------------------------------------------------------
 
@@ -502,7 +503,7 @@ class Ledger:
         if not 8 <= len(key) <= 100:
             raise FieldError("invalid_idempotency_key", "idempotency_key")
         now = self.clock_ms()
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             cart = await _cart_for_update(conn, session.cart_id)
             if (
                 cart is not None
@@ -550,7 +551,7 @@ class Ledger:
     async def settle(self, cart_id: str) -> None:
         """Settle a cart locked for payment: confirm it if the payment went through, unlock
         it if it did not, leave it locked (a while longer) if nobody knows yet."""
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             cart = (await conn.execute(select(carts).where(carts.c.id == cart_id))).one_or_none()
         if cart is None or cart.status != "paying" or cart.payment_key is None:
             return
@@ -566,7 +567,7 @@ class Ledger:
     async def settle_due(self) -> int:
         """Settle every cart whose payment lock has run out; returns how many were looked at."""
         now = self.clock_ms()
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             due = (
                 await conn.execute(
                     select(carts.c.id).where(
@@ -582,7 +583,7 @@ class Ledger:
     async def seat_levels(self) -> list[tuple[str, str, int, int, int]]:
         """(event, activity, capacity, places left, registered) of every activity."""
         now = self.clock_ms()
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             rows = (
                 await conn.execute(
                     select(activities.c.id, activities.c.event_id, activities.c.capacity)
@@ -611,7 +612,7 @@ class Ledger:
 
     async def count_expired(self, since_ms: int, until_ms: int) -> None:
         """Count the holds that ran out in (since, until] with seats in them (metrics)."""
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             rows = (
                 await conn.execute(
                     select(carts.c.event_id, func.count(func.distinct(carts.c.id)))
@@ -634,7 +635,7 @@ class Ledger:
             raise FieldError("invalid_cart_number", "cart_number")
         if not owner_number.isalnum() or len(owner_number) != 8:
             raise FieldError("invalid_owner_number", "owner_number")
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             cart = (
                 await conn.execute(select(carts).where(carts.c.cart_number == cart_number))
             ).one_or_none()
@@ -646,6 +647,11 @@ class Ledger:
 
     # -- internals -------------------------------------------------------------------
 
+    async def _fresh_snapshot(self, session: Session) -> CartSnapshot:
+        """The cart as committed, read without the write lock (writers keep it short)."""
+        async with reading(self.engine) as conn:
+            return await _snapshot(conn, session, self.clock_ms())
+
     async def _apply(self, session: Session, key: str, result: PaymentResult) -> CheckoutResult:
         applied = await self._apply_result(session, key, result)
         CHECKOUTS.labels(session.event_id, applied.outcome).inc()
@@ -656,7 +662,7 @@ class Ledger:
     ) -> CheckoutResult:
         now = self.clock_ms()
         if result.status == "approved":
-            async with self.engine.begin() as conn:
+            async with writing(self.engine) as conn:
                 cart = await _cart_for_update(conn, session.cart_id)
                 assert cart is not None
                 if cart.status == "paying" and cart.payment_key == key:
@@ -669,13 +675,13 @@ class Ledger:
             return CheckoutResult("paid", snapshot, receipt)
         if result.status in ("declined", "not_sent"):
             await self._unlock(session.cart_id, key)
-            async with self.engine.connect() as conn:
+            async with reading(self.engine) as conn:
                 snapshot = await _snapshot(conn, session, now)
             reason = result.decline_reason or (
                 "provider_busy" if result.status == "not_sent" else ""
             )
             return CheckoutResult("declined", snapshot, decline_reason=reason)
-        async with self.engine.begin() as conn:  # unknown: locked until settled
+        async with writing(self.engine) as conn:  # unknown: locked until settled
             await conn.execute(
                 update(carts)
                 .where(carts.c.id == session.cart_id, carts.c.status == "paying")
@@ -686,7 +692,7 @@ class Ledger:
 
     async def _unlock(self, cart_id: str, key: str) -> None:
         """Back to the cart, as it was, its hold restarted (a change restarts the hold)."""
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(
                 update(carts)
                 .where(

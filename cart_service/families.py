@@ -17,7 +17,7 @@ import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cart_service.ledger import families, members
+from cart_service.ledger import families, members, reading
 from waitroom.validation import FieldError
 
 DEFAULT_REGION = "CA"
@@ -88,7 +88,7 @@ async def identify(engine: AsyncEngine, client_number: str, phone: str) -> Famil
     if not _CLIENT_NUMBER.match(client_number):
         raise IdentityError("invalid_client_number", "client_number")
     normalized = normalize_phone(phone)
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         row = (
             await conn.execute(select(families).where(families.c.client_number == client_number))
         ).one_or_none()

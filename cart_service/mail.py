@@ -16,7 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cart_service.formats import money_en, money_fr
-from cart_service.ledger import outbox
+from cart_service.ledger import outbox, reading, writing
 from waitroom.schedule import iso_at
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class Outbox:
 
     async def flush(self, now_ms: int) -> int:
         """Send every queued email; returns how many went. Failures stay queued."""
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             pending = (
                 await conn.execute(
                     select(outbox)
@@ -101,14 +101,14 @@ class Outbox:
                 )
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 log.warning("email for cart %s not sent yet: %s", row.cart_id, exc)
-                async with self.engine.begin() as conn:
+                async with writing(self.engine) as conn:
                     await conn.execute(
                         update(outbox)
                         .where(outbox.c.id == row.id)
                         .values(attempts=row.attempts + 1, last_error=str(exc)[:500])
                     )
                 continue
-            async with self.engine.begin() as conn:
+            async with writing(self.engine) as conn:
                 await conn.execute(
                     update(outbox)
                     .where(outbox.c.id == row.id)

@@ -27,7 +27,7 @@ async def serve(
     settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None
 ) -> None:
     """Serve charges until ``stop``; reconcile unsettled payments in the background."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.payment_database_url or settings.database_url)
     await create_schema(engine)
     provider = SandboxProvider(engine, latency_s=settings.sandbox_latency_ms / 1000)
     service = PaymentService(

@@ -22,6 +22,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -60,13 +62,11 @@ def _load_demo_catalogue(database_url: str, event_id: str) -> None:
     """The demo catalogue and families under ``event_id`` (once per event)."""
     from cart_service.demo import load_demo
     from cart_service.ledger import create_schema, make_engine
-    from payment_adapter.store import create_schema as create_payment_schema
 
     async def load() -> bool:
         engine = make_engine(database_url)
         try:
             await create_schema(engine)
-            await create_payment_schema(engine)
             return await load_demo(engine, event_id)
         finally:
             await engine.dispose()
@@ -106,46 +106,106 @@ def demo_schedule(now: datetime) -> dict[str, object]:
     }
 
 
+@dataclass
+class LocalStack:
+    """Every process of a stack on this machine: Redis (unless ``WAITROOM_REDIS_URL`` names
+    one), a local SMTP server keeping emails in ``run_dir/mail``, the queue service, the
+    payment adapter, the cart service and ``gateways`` gateway processes on one port.
+    ``make run`` and the load drill both start theirs through this."""
+
+    run_dir: Path
+    env: dict[str, str]
+    gateways: int = 1
+    log_dir: Path | None = None  # None: the children write to this terminal
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    redis_server: RedisServer | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.env['WAITROOM_HTTP_HOST']}:{self.env['WAITROOM_HTTP_PORT']}"
+
+    def start(self) -> None:
+        env = self.env
+        env.setdefault("WAITROOM_HTTP_HOST", "127.0.0.1")
+        env.setdefault("WAITROOM_HTTP_PORT", "8080")
+        if not env.get("WAITROOM_REDIS_URL"):
+            self.redis_server = RedisServer(self.run_dir / "redis")
+            self.redis_server.start()
+            env["WAITROOM_REDIS_URL"] = self.redis_server.url
+        db = self.run_dir / "ledger.sqlite3"
+        env.setdefault("WAITROOM_DATABASE_URL", f"sqlite+aiosqlite:///{db}")
+        if env["WAITROOM_DATABASE_URL"].startswith("sqlite"):
+            payments_db = self.run_dir / "payments.sqlite3"
+            env.setdefault("WAITROOM_PAYMENT_DATABASE_URL", f"sqlite+aiosqlite:///{payments_db}")
+        smtp = f"{env.setdefault('WAITROOM_SMTP_HOST', '127.0.0.1')}:"
+        smtp += env.setdefault("WAITROOM_SMTP_PORT", "8025")
+        mailbox = ("-c", "aiosmtpd.handlers.Mailbox", str(self.run_dir / "mail"))
+        commands = [
+            ("smtp", [sys.executable, "-m", "aiosmtpd", "-n", "-l", smtp, *mailbox]),
+            *((module, [sys.executable, "-m", module]) for module in SERVICES),
+            *((f"gateway-{i}", [sys.executable, "-m", "gateway"]) for i in range(self.gateways)),
+        ]
+        # Gateway processes share one port: each writes its metrics here and any of them
+        # answers /metrics with the totals of all (prometheus_client's multiprocess mode).
+        metrics_dir = self.run_dir / "gateway-metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        gateway_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
+        for name, command in commands:
+            out = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = (self.log_dir / f"{name}.log").open("ab")
+            self.children.append(
+                subprocess.Popen(
+                    command,
+                    env=gateway_env if name.startswith("gateway") else env,
+                    stdout=out,
+                    stderr=out,
+                    preexec_fn=die_with_parent,
+                )
+            )
+            if out is not None:
+                out.close()  # the child has its own descriptor
+
+    def wait_ready(
+        self, stopping: Callable[[], bool] = lambda: False, timeout_s: float = 90
+    ) -> bool:
+        """Until the gateway is ready (Redis fresh, a queue leader); False if a service
+        exited, ``stopping()`` turned true, or the time ran out."""
+        deadline = time.monotonic() + timeout_s
+        while not stopping() and time.monotonic() < deadline:
+            if _request("GET", self.base + "/readyz")[0] == 200:
+                return True
+            if not self.alive():
+                return False
+            time.sleep(0.2)
+        return False
+
+    def alive(self) -> bool:
+        return all(child.poll() is None for child in self.children)
+
+    def stop(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if self.redis_server is not None:
+            self.redis_server.stop()
+
+
 def run_stack(gateways: int = 1, demo: bool = True) -> int:
     RUN_DIR.mkdir(exist_ok=True)
     env = {**os.environ, **_secrets_env(RUN_DIR)}
     for name in ("WAITROOM_ADMIN_TOKEN",):
         if os.environ.get(name):
             env[name] = os.environ[name]
-    host = env.setdefault("WAITROOM_HTTP_HOST", "127.0.0.1")
-    port = env.setdefault("WAITROOM_HTTP_PORT", "8080")
-    redis_server: RedisServer | None = None
-    if not env.get("WAITROOM_REDIS_URL"):
-        redis_server = RedisServer(RUN_DIR / "redis")
-        redis_server.start()
-        env["WAITROOM_REDIS_URL"] = redis_server.url
-        print(f"redis: {redis_server.url} (data in {RUN_DIR / 'redis'})", flush=True)
-    env.setdefault("WAITROOM_DATABASE_URL", f"sqlite+aiosqlite:///{RUN_DIR / 'ledger.sqlite3'}")
-    smtp = f"{env.setdefault('WAITROOM_SMTP_HOST', '127.0.0.1')}:"
-    smtp += env.setdefault("WAITROOM_SMTP_PORT", "8025")
-    mail_dir = RUN_DIR / "mail"
-    mailbox = ("-c", "aiosmtpd.handlers.Mailbox", str(mail_dir))
-    commands = [
-        [sys.executable, "-m", "aiosmtpd", "-n", "-l", smtp, *mailbox],
-        *([sys.executable, "-m", module] for module in SERVICES),
-        *([sys.executable, "-m", "gateway"] for _ in range(gateways)),
-    ]
-    # Gateway processes share one port: each writes its metrics here and any of them
-    # answers /metrics with the totals of all (prometheus_client's multiprocess mode).
-    metrics_dir = RUN_DIR / "gateway-metrics"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir()
-    gateway_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
-    children = [
-        subprocess.Popen(
-            command,
-            env=gateway_env if command[-1] == "gateway" else env,
-            preexec_fn=die_with_parent,
-        )
-        for command in commands
-    ]
-    print(f"emails: {mail_dir} (Maildir, SMTP on {smtp})", flush=True)
-    parent = os.getppid()
+    stack = LocalStack(RUN_DIR, env, gateways)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -154,16 +214,17 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    base = f"http://{host}:{port}"
+    parent = os.getppid()
     try:
-        while not stopping:
-            status, _ = _request("GET", base + "/readyz")
-            if status == 200:
-                break
-            if any(child.poll() is not None for child in children):
-                print("a service exited during start-up; see its log above", file=sys.stderr)
-                return 1
-            time.sleep(0.2)
+        stack.start()
+        if stack.redis_server is not None:
+            print(f"redis: {stack.redis_server.url} (data in {RUN_DIR / 'redis'})", flush=True)
+        smtp = f"{env['WAITROOM_SMTP_HOST']}:{env['WAITROOM_SMTP_PORT']}"
+        print(f"emails: {RUN_DIR / 'mail'} (Maildir, SMTP on {smtp})", flush=True)
+        base = stack.base
+        if not stack.wait_ready(lambda: stopping) and not stopping:
+            print("a service exited during start-up; see its log above", file=sys.stderr)
+            return 1
         if demo and not stopping:
             now = datetime.now(UTC).replace(microsecond=0)
             status, body = _request(
@@ -192,20 +253,11 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
             print(f"admin token: {env['WAITROOM_ADMIN_TOKEN']}")
             print(f"ready: {base}", flush=True)
         # Also stop when whoever started us (make) is gone: a SIGTERM to make is not passed on.
-        while not stopping and all(child.poll() is None for child in children):
+        while not stopping and stack.alive():
             if os.getppid() != parent:
                 break
             time.sleep(0.2)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        if redis_server is not None:
-            redis_server.stop()
+        stack.stop()
         print("stopped", flush=True)
     return 0

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # Registration (issue 3): the ledger, the cart service and the payment adapter.
     # SQLite file by default; e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test.
     database_url: str = "sqlite+aiosqlite:///waitroom-ledger.sqlite3"
+    # The payment adapter's own database; empty: the same as database_url. With SQLite,
+    # give it a file of its own: two processes writing one SQLite file wait on each other.
+    payment_database_url: str = ""
     cart_grpc_port: int = Field(50052, ge=0, le=65535)
     payment_grpc_port: int = Field(50053, ge=0, le=65535)
     # Where the gateway finds the cart service, and the cart service the payment adapter.
