@@ -3,7 +3,7 @@ up once and kept, so counting a poll is a dict lookup and an increment."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from waitroom.metrics import ETA_ERROR, HTTP_LATENCY, HTTP_REQUESTS, JOINS, POLLS
 
@@ -24,7 +24,7 @@ class _PerEvent:
 
 polls = _PerEvent(POLLS)
 joins = _PerEvent(JOINS)
-_requests: dict[tuple[str, str, int], tuple[object, object]] = {}
+_requests: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
 
 def request(route: str, method: str, status: int, seconds: float) -> None:
@@ -36,8 +36,8 @@ def request(route: str, method: str, status: int, seconds: float) -> None:
             HTTP_REQUESTS.labels(route, method, str(status)),
             HTTP_LATENCY.labels(route),
         )
-    pair[0].inc()  # type: ignore[attr-defined]
-    pair[1].observe(seconds)  # type: ignore[attr-defined]
+    pair[0].inc()
+    pair[1].observe(seconds)
 
 
 class EtaErrors:
