@@ -231,23 +231,9 @@ class Ledger:
             order = (activities.c.park, activities.c.age_group, activities.c.starts_on)
             rows = [] if facets_only else (await conn.execute(query.order_by(*order))).all()
             found = await _activity_infos(conn, rows, now)
-            all_parks = (
-                await conn.execute(
-                    select(activities.c.park)
-                    .where(activities.c.event_id == event_id)
-                    .distinct()
-                    .order_by(activities.c.park)
-                )
-            ).scalars()
-            all_groups = (
-                await conn.execute(
-                    select(activities.c.age_group)
-                    .where(activities.c.event_id == event_id)
-                    .distinct()
-                    .order_by(activities.c.age_group)
-                )
-            ).scalars()
-            return found, list(all_parks), list(all_groups), bool(event.payment_deferred)
+            all_parks = await _distinct(conn, activities.c.park, event_id)
+            all_groups = await _distinct(conn, activities.c.age_group, event_id)
+            return found, all_parks, all_groups, bool(event.payment_deferred)
 
     # -- the cart --------------------------------------------------------------------
 
@@ -510,36 +496,37 @@ class Ledger:
                 and cart.payment_key == key
                 and cart.status in ("paid", "confirmed")
             ):
-                receipt = await _receipt(conn, cart)  # a double submit after success
-                return CheckoutResult(cart.status, await _snapshot(conn, session, now), receipt)
+                done = await _receipt(conn, cart)  # a double submit after success
+                return CheckoutResult(cart.status, await _snapshot(conn, session, now), done)
             replay = cart is not None and cart.status == "paying" and cart.payment_key == key
+            event = await _event(conn, session.event_id)
+            receipt: Receipt | None = None
             if not replay:
                 cart = await self._open_cart(conn, session)
                 lines = await _live_items(conn, cart, now)
                 total = await _check_ready(conn, cart, lines, now)
-                event = await _event(conn, session.event_id)
                 if event.payment_deferred:
                     receipt = await self._confirm(conn, cart, key, None, total, now)
-                    snapshot = await _snapshot(conn, session, now)
-                    self.on_confirmed()
-                    CHECKOUTS.labels(session.event_id, "confirmed").inc()
-                    return CheckoutResult("confirmed", snapshot, receipt)
-                await conn.execute(
-                    update(carts)
-                    .where(carts.c.id == cart.id)
-                    .values(
-                        status="paying",
-                        payment_key=key,
-                        total_cents=total,
-                        locked_until_ms=now + self.lock_ms,
+                else:
+                    await conn.execute(
+                        update(carts)
+                        .where(carts.c.id == cart.id)
+                        .values(
+                            status="paying",
+                            payment_key=key,
+                            total_cents=total,
+                            locked_until_ms=now + self.lock_ms,
+                        )
                     )
-                )
             assert cart is not None
             total = int(cart.total_cents or 0) if replay else total
-            event = await _event(conn, session.event_id)
+        if receipt is not None:  # payment deferred: confirmed without charging
+            self.on_confirmed()
+            CHECKOUTS.labels(session.event_id, "confirmed").inc()
+            return CheckoutResult("confirmed", await self._fresh_snapshot(session), receipt)
         try:
             result = await self.payments.charge(
-                key, session.cart_id, total, event.currency, card, f"{event.title}"
+                key, session.cart_id, total, event.currency, card, event.title
             )
         except FieldError:
             await self._unlock(session.cart_id, key)  # a mistyped card: nothing was sent
@@ -670,16 +657,14 @@ class Ledger:
                     receipt = await self._confirm(conn, cart, key, result, total, now)
                 else:
                     receipt = await _receipt(conn, cart)
-                snapshot = await _snapshot(conn, session, now)
             self.on_confirmed()
-            return CheckoutResult("paid", snapshot, receipt)
+            return CheckoutResult("paid", await self._fresh_snapshot(session), receipt)
         if result.status in ("declined", "not_sent"):
             await self._unlock(session.cart_id, key)
-            async with reading(self.engine) as conn:
-                snapshot = await _snapshot(conn, session, now)
             reason = result.decline_reason or (
                 "provider_busy" if result.status == "not_sent" else ""
             )
+            snapshot = await self._fresh_snapshot(session)
             return CheckoutResult("declined", snapshot, decline_reason=reason)
         async with writing(self.engine) as conn:  # unknown: locked until settled
             await conn.execute(
@@ -687,8 +672,7 @@ class Ledger:
                 .where(carts.c.id == session.cart_id, carts.c.status == "paying")
                 .values(locked_until_ms=now + self.lock_ms)
             )
-            snapshot = await _snapshot(conn, session, now)
-        return CheckoutResult("pending", snapshot)
+        return CheckoutResult("pending", await self._fresh_snapshot(session))
 
     async def _unlock(self, cart_id: str, key: str) -> None:
         """Back to the cart, as it was, its hold restarted (a change restarts the hold)."""
@@ -810,6 +794,12 @@ def _insert_ignore(conn: AsyncConnection) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(carts).on_conflict_do_nothing(index_elements=["id"])
     return sqlite.insert(carts).on_conflict_do_nothing(index_elements=["id"])
+
+
+async def _distinct(conn: AsyncConnection, column: Any, event_id: str) -> list[str]:
+    """Every value of an activity column in the event, sorted (the search form's choices)."""
+    query = select(column).where(activities.c.event_id == event_id).distinct().order_by(column)
+    return list((await conn.execute(query)).scalars())
 
 
 async def _event(conn: AsyncConnection, event_id: str) -> Row[Any]:

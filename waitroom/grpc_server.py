@@ -17,6 +17,7 @@ from grpc import aio as grpc_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from waitroom.metrics import GRPC_HANDLED, GRPC_LATENCY
+from waitroom.rpc import wrap_unary
 
 log = logging.getLogger(__name__)
 GRACE_S = 3.0
@@ -65,11 +66,7 @@ class MetricsInterceptor(grpc_aio.ServerInterceptor):  # type: ignore[type-arg]
                 GRPC_HANDLED.labels(service, method, name).inc()
                 latency.observe(time.perf_counter() - started)
 
-        return grpc.unary_unary_rpc_method_handler(
-            serve,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return wrap_unary(handler, serve)
 
 
 async def start_server(

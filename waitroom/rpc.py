@@ -105,6 +105,18 @@ def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
+def wrap_unary(
+    handler: Any, serve: Callable[[Any, Any], Awaitable[Any]]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """``handler`` with its unary behaviour replaced by ``serve`` (same (de)serializers):
+    how an interceptor runs code around every call of a method."""
+    return grpc.unary_unary_rpc_method_handler(
+        serve,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any]"]]
 
 
@@ -163,8 +175,4 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             finally:
                 _CALLER.reset(token)
 
-        return grpc.unary_unary_rpc_method_handler(
-            serve,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return wrap_unary(handler, serve)
