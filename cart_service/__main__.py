@@ -9,13 +9,16 @@ import time
 
 import grpc
 import uvloop
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cart_service.carts import Ledger
-from cart_service.ledger import create_schema, make_engine
+from cart_service import holds, seats, settlement
+from cart_service.desk import Desk
+from cart_service.ledger import create_schema
 from cart_service.mail import Outbox
 from cart_service.payments_client import GrpcPayments
 from cart_service.servicer import SERVICE_NAME, CartServicer
 from waitroom import metrics
+from waitroom.db import make_engine
 from waitroom.grpc_server import start_server, until_signalled
 from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
 from waitroom.rpc import CallerInterceptor
@@ -38,7 +41,7 @@ async def serve(
     channel = grpc.aio.insecure_channel(settings.payment_target)
     outbox = Outbox(engine, settings.smtp_host, settings.smtp_port, settings.mail_from)
     wake = asyncio.Event()
-    ledger = Ledger(
+    desk = Desk(
         engine,
         GrpcPayments(
             channel,
@@ -61,7 +64,7 @@ async def serve(
     running = await start_server(
         settings.grpc_host,
         settings.cart_grpc_port,
-        lambda server: pb_grpc.add_CartServiceServicer_to_server(CartServicer(ledger), server),
+        lambda server: pb_grpc.add_CartServiceServicer_to_server(CartServicer(desk), server),
         SERVICE_NAME,
         [interceptor],
     )
@@ -73,14 +76,14 @@ async def serve(
     while not stop.is_set():
         wake.clear()
         try:
-            await ledger.settle_due()
+            await settlement.settle_due(desk)
             await outbox.flush(_now_ms())
             now_ms = _now_ms()
             # Seat gauges once per interval, not after every confirmation (wake).
             if now_ms - last_pass_ms >= settings.settle_interval_s * 1000:
-                await ledger.count_expired(last_pass_ms, now_ms)
+                await holds.count_expired(engine, last_pass_ms, now_ms)
                 last_pass_ms = now_ms
-                await _publish_seats(ledger)
+                await _publish_seats(engine, now_ms)
         except Exception:  # keep serving; the next pass tries again
             log.exception("settle/email pass failed")
         with contextlib.suppress(TimeoutError):
@@ -90,8 +93,8 @@ async def serve(
     await engine.dispose()
 
 
-async def _publish_seats(ledger: Ledger) -> None:
-    for event_id, activity, capacity, left, registered in await ledger.seat_levels():
+async def _publish_seats(engine: AsyncEngine, now_ms: int) -> None:
+    for event_id, activity, capacity, left, registered in await seats.seat_levels(engine, now_ms):
         metrics.SEATS_CAPACITY.labels(event_id, activity).set(capacity)
         metrics.SEATS_LEFT.labels(event_id, activity).set(left)
         metrics.SEATS_REGISTERED.labels(event_id, activity).set(registered)

@@ -8,13 +8,15 @@ Families have client numbers and principal phones to identify with (see ``FAMILI
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import random
 from datetime import date, timedelta
 
-from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cart_service.ledger import activities, families, members, registration_events
+from cart_service.catalogue import load_catalogue
+from waitroom.db import make_engine
 
 PARKS = (
     "Parc Champagnat",
@@ -121,39 +123,14 @@ FAMILIES = (
 async def load_demo(engine: AsyncEngine, event_id: str = "demo", seed: int = 2027) -> bool:
     """Load the demo catalogue under ``event_id`` and the demo families, once; returns
     False when it was already there."""
-    async with engine.begin() as conn:
-        present = (
-            await conn.execute(
-                select(registration_events.c.id).where(registration_events.c.id == event_id)
-            )
-        ).one_or_none()
-        if present is not None:
-            return False
-        await conn.execute(
-            insert(registration_events).values(
-                id=event_id,
-                title="Camps de jour — été 2027",
-                currency="CAD",
-                timezone="America/Toronto",
-                payment_deferred=False,
-            )
-        )
-        await conn.execute(insert(activities), list(demo_activities(event_id, seed)))
-        known = set(
-            (
-                await conn.execute(
-                    select(families.c.client_number).where(
-                        families.c.client_number.in_([f[0]["client_number"] for f in FAMILIES])
-                    )
-                )
-            ).scalars()
-        )
-        for family, people in FAMILIES:
-            if family["client_number"] in known:
-                continue
-            await conn.execute(insert(families).values(**family))
-            await conn.execute(insert(members), people)
-    return True
+    event = {
+        "id": event_id,
+        "title": "Camps de jour — été 2027",
+        "currency": "CAD",
+        "timezone": "America/Toronto",
+        "payment_deferred": False,
+    }
+    return await load_catalogue(engine, event, demo_activities(event_id, seed), FAMILIES)
 
 
 def demo_activities(event_id: str, seed: int = 2027) -> list[dict[str, object]]:
@@ -205,3 +182,25 @@ def demo_activities(event_id: str, seed: int = 2027) -> list[dict[str, object]]:
             }
         )
     return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cart_service.demo --database URL --event ID``: load the demo, once."""
+    parser = argparse.ArgumentParser(prog="python -m cart_service.demo", description=__doc__)
+    parser.add_argument("--database", required=True, help="the ledger's SQLAlchemy URL")
+    parser.add_argument("--event", default="demo")
+    args = parser.parse_args(argv)
+
+    async def load() -> bool:
+        engine = make_engine(args.database)
+        try:
+            return await load_demo(engine, args.event)
+        finally:
+            await engine.dispose()
+
+    if asyncio.run(load()):
+        print(f"demo catalogue loaded for {args.event} ({args.database})", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,8 @@ import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cart_service.ledger import families, members, reading
+from cart_service.ledger import families, members
+from waitroom.db import reading
 from waitroom.validation import FieldError
 
 DEFAULT_REGION = "CA"

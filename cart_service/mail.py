@@ -16,11 +16,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cart_service.formats import money_en, money_fr
-from cart_service.ledger import outbox, reading, writing
+from cart_service.ledger import outbox
+from waitroom.db import reading, writing
 from waitroom.schedule import iso_at
 
 if TYPE_CHECKING:
-    from cart_service.carts import Receipt
+    from cart_service.model import Receipt
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 50

@@ -1,4 +1,4 @@
-"""The cart service's side of the payment adapter: ``carts.Payments`` over gRPC.
+"""The cart service's side of the payment adapter: ``payment_port.Payments`` over gRPC.
 
 A charge is made on the parent's behalf: their admission token is forwarded. Lookups
 from background settling carry the services' own token.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import grpc
 
-from cart_service.carts import CardInput, PaymentResult, PaymentUnreachable
+from cart_service.payment_port import CardInput, PaymentResult, PaymentUnreachable
 from waitroom.pb.payment.v1 import payment_pb2 as pb
 from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
 from waitroom.rpc import bearer_metadata, current_caller, refusal_of

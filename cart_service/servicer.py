@@ -1,39 +1,29 @@
-"""The gRPC CartService servicer: thin translation onto cart_service.carts.
+"""The gRPC CartService servicer: translate the request, call the rule, translate back.
 
 Every method but GetReceipt serves the admitted session named by the caller's admission
-token (checked offline by ``waitroom.rpc.CallerInterceptor``); refusals from the domain
-become gRPC statuses with ErrorInfo (``waitroom.rpc.abort``).
+token (checked offline by ``waitroom.rpc.CallerInterceptor``); refusals raised by the
+rules become gRPC statuses with ErrorInfo in ``waitroom.rpc.RefusalInterceptor``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
-from cart_service.carts import (
-    ActivityInfo,
-    CardInput,
-    CartSnapshot,
-    Ledger,
-    Line,
-    Outcome,
-    Receipt,
-    Session,
-    day_of,
-)
+from cart_service import catalogue, checkout, family_rules, holds, settlement, snapshots
+from cart_service.desk import Desk, day_of
 from cart_service.families import Member
+from cart_service.model import ActivityInfo, CartSnapshot, Line, Outcome, Receipt, Session
+from cart_service.payment_port import CardInput
 from waitroom.pb.cart.v1 import cart_pb2 as pb
 from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
-from waitroom.rpc import abort, caller
+from waitroom.rpc import caller
 from waitroom.schedule import iso_at
-from waitroom.validation import Refused, Unauthenticated
+from waitroom.validation import Unauthenticated
 
 SERVICE_NAME = "waitroom.cart.v1.CartService"
-ADULT_AGE = 18
-T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -83,7 +73,7 @@ def _member_pb(m: Member, today: date) -> pb.Member:
         birth_date=m.birth_date.isoformat(),
         relationship=m.relationship,
         class_level=_opt(m.class_level),
-        can_pay=m.relationship != "child" and m.age_on(today) >= ADULT_AGE,
+        can_pay=m.relationship != "child" and m.age_on(today) >= family_rules.ADULT_AGE,
     )
 
 
@@ -155,156 +145,122 @@ def _session() -> Session:
     return Session(who.event_id, who.ticket_id)
 
 
+def _items_reply(snapshot: CartSnapshot, outcomes: list[Outcome], today: date) -> pb.AddItemsReply:
+    return pb.AddItemsReply(
+        cart=cart_pb(snapshot, today), outcomes=[_outcome_pb(o) for o in outcomes]
+    )
+
+
 class CartServicer(pb_grpc.CartServiceServicer):
-    def __init__(self, ledger: Ledger) -> None:
-        self._ledger = ledger
+    def __init__(self, desk: Desk) -> None:
+        self._desk = desk
 
     def _today(self) -> date:
-        return day_of(self._ledger.clock_ms())
-
-    async def _run(self, context: Context, work: Awaitable[T]) -> T:
-        try:
-            return await work
-        except Refused as refusal:
-            await abort(context, refusal)
-
-    async def _cart(self, context: Context, work: Awaitable[CartSnapshot]) -> pb.Cart:
-        return cart_pb(await self._run(context, work), self._today())
+        return day_of(self._desk.clock_ms())
 
     async def SearchCatalogue(self, request: pb.SearchRequest, context: Context) -> pb.SearchReply:
-        async def work() -> pb.SearchReply:
-            session = _session()
-            if request.event_id and request.event_id != session.event_id:
-                raise Unauthenticated("token_for_other_event")
-            found, parks, groups, deferred = await self._ledger.search(
-                session.event_id,
-                request.parks,
-                request.age_groups,
-                request.kind,
-                facets_only=request.facets_only,
-            )
-            currency = "CAD"
-            return pb.SearchReply(
-                activities=[activity_pb(a, currency) for a in found],
-                parks=parks,
-                age_groups=groups,
-                payment_deferred=deferred,
-            )
-
-        return await self._run(context, work())
+        session = _session()
+        if request.event_id and request.event_id != session.event_id:
+            raise Unauthenticated("token_for_other_event")
+        found = await catalogue.search(
+            self._desk,
+            session.event_id,
+            request.parks,
+            request.age_groups,
+            request.kind,
+            facets_only=request.facets_only,
+        )
+        return pb.SearchReply(
+            activities=[activity_pb(a, "CAD") for a in found.activities],
+            parks=found.parks,
+            age_groups=found.age_groups,
+            payment_deferred=found.payment_deferred,
+        )
 
     async def GetCart(self, request: pb.GetCartRequest, context: Context) -> pb.Cart:
-        async def work() -> CartSnapshot:
-            return await self._ledger.get_cart(_session())
-
-        return await self._cart(context, work())
+        return cart_pb(await settlement.get_cart(self._desk, _session()), self._today())
 
     async def IdentifyFamily(self, request: pb.IdentifyFamilyRequest, context: Context) -> pb.Cart:
-        async def work() -> CartSnapshot:
-            return await self._ledger.identify(_session(), request.client_number, request.phone)
-
-        return await self._cart(context, work())
+        cart = await family_rules.identify(
+            self._desk, _session(), request.client_number, request.phone
+        )
+        return cart_pb(cart, self._today())
 
     async def AddFamilyMember(
         self, request: pb.AddFamilyMemberRequest, context: Context
     ) -> pb.Cart:
-        async def work() -> CartSnapshot:
-            return await self._ledger.add_member(
-                _session(),
-                first_name=request.first_name,
-                last_name=request.last_name,
-                birth_date=request.birth_date,
-                relationship=request.relationship,
-                class_level=None if request.class_level < 0 else request.class_level,
-            )
-
-        return await self._cart(context, work())
+        cart = await family_rules.add_member(
+            self._desk,
+            _session(),
+            first_name=request.first_name,
+            last_name=request.last_name,
+            birth_date=request.birth_date,
+            relationship=request.relationship,
+            class_level=None if request.class_level < 0 else request.class_level,
+        )
+        return cart_pb(cart, self._today())
 
     async def AddItems(self, request: pb.AddItemsRequest, context: Context) -> pb.AddItemsReply:
-        async def work() -> pb.AddItemsReply:
-            snapshot, outcomes = await self._ledger.add_items(
-                _session(), request.participant, request.activity_ids
-            )
-            return pb.AddItemsReply(
-                cart=cart_pb(snapshot, self._today()), outcomes=[_outcome_pb(o) for o in outcomes]
-            )
-
-        return await self._run(context, work())
+        snapshot, outcomes = await holds.add_items(
+            self._desk, _session(), request.participant, request.activity_ids
+        )
+        return _items_reply(snapshot, outcomes, self._today())
 
     async def DuplicateParticipant(
         self, request: pb.DuplicateParticipantRequest, context: Context
     ) -> pb.AddItemsReply:
-        async def work() -> pb.AddItemsReply:
-            snapshot, outcomes = await self._ledger.duplicate(_session(), request.participant)
-            return pb.AddItemsReply(
-                cart=cart_pb(snapshot, self._today()), outcomes=[_outcome_pb(o) for o in outcomes]
-            )
-
-        return await self._run(context, work())
+        snapshot, outcomes = await holds.duplicate(self._desk, _session(), request.participant)
+        return _items_reply(snapshot, outcomes, self._today())
 
     async def RemoveItem(self, request: pb.RemoveItemRequest, context: Context) -> pb.Cart:
-        async def work() -> CartSnapshot:
-            return await self._ledger.remove_item(
-                _session(), request.activity_id, request.participant
-            )
-
-        return await self._cart(context, work())
+        cart = await holds.remove_item(
+            self._desk, _session(), request.activity_id, request.participant
+        )
+        return cart_pb(cart, self._today())
 
     async def ExtendHold(self, request: pb.ExtendHoldRequest, context: Context) -> pb.Cart:
-        async def work() -> CartSnapshot:
-            return await self._ledger.extend(_session())
-
-        return await self._cart(context, work())
+        return cart_pb(await holds.extend(self._desk, _session()), self._today())
 
     async def JoinWaitingList(
         self, request: pb.JoinWaitingListRequest, context: Context
     ) -> pb.WaitingListEntry:
-        async def work() -> pb.WaitingListEntry:
-            session = _session()
-            position, joined = await self._ledger.join_waiting_list(
-                session, request.activity_id, request.participant
-            )
-            snapshot = await self._ledger.get_cart(session)
-            return pb.WaitingListEntry(
-                activity_id=request.activity_id,
-                participant=request.participant,
-                position=position,
-                joined_at=iso_at(joined, snapshot.timezone),
-            )
-
-        return await self._run(context, work())
+        session = _session()
+        position, joined = await holds.join_waiting_list(
+            self._desk, session, request.activity_id, request.participant
+        )
+        snapshot = await self._desk.snapshot(session)
+        return pb.WaitingListEntry(
+            activity_id=request.activity_id,
+            participant=request.participant,
+            position=position,
+            joined_at=iso_at(joined, snapshot.timezone),
+        )
 
     async def SetPayer(self, request: pb.SetPayerRequest, context: Context) -> pb.Cart:
-        async def work() -> CartSnapshot:
-            return await self._ledger.set_payer(
-                _session(), request.member, request.client_number, request.phone, request.email
-            )
-
-        return await self._cart(context, work())
+        cart = await family_rules.set_payer(
+            self._desk, _session(), request.member, request.client_number, request.phone,
+            request.email,
+        )  # fmt: skip
+        return cart_pb(cart, self._today())
 
     async def AcceptConditions(
         self, request: pb.AcceptConditionsRequest, context: Context
     ) -> pb.Cart:
-        async def work() -> CartSnapshot:
-            return await self._ledger.accept_conditions(_session(), request.accepted)
-
-        return await self._cart(context, work())
+        cart = await checkout.accept_conditions(self._desk, _session(), request.accepted)
+        return cart_pb(cart, self._today())
 
     async def Checkout(self, request: pb.CheckoutRequest, context: Context) -> pb.CheckoutReply:
-        async def work() -> pb.CheckoutReply:
-            card = CardInput(request.card_number, request.card_expiry, request.card_cvv)
-            result = await self._ledger.checkout(_session(), request.idempotency_key, card)
-            return pb.CheckoutReply(
-                outcome=result.outcome,
-                decline_reason=result.decline_reason,
-                cart=cart_pb(result.cart, self._today()),
-                receipt=receipt_pb(result.receipt) if result.receipt else None,
-            )
-
-        return await self._run(context, work())
+        card = CardInput(request.card_number, request.card_expiry, request.card_cvv)
+        result = await checkout.checkout(self._desk, _session(), request.idempotency_key, card)
+        return pb.CheckoutReply(
+            outcome=result.outcome,
+            decline_reason=result.decline_reason,
+            cart=cart_pb(result.cart, self._today()),
+            receipt=receipt_pb(result.receipt) if result.receipt else None,
+        )
 
     async def GetReceipt(self, request: pb.GetReceiptRequest, context: Context) -> pb.Receipt:
-        async def work() -> pb.Receipt:
-            return receipt_pb(await self._ledger.receipt(request.cart_number, request.owner_number))
-
-        return await self._run(context, work())
+        receipt = await snapshots.reprint(
+            self._desk.engine, request.cart_number, request.owner_number
+        )
+        return receipt_pb(receipt)

@@ -27,20 +27,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
+from cart_service.catalogue import load_catalogue
 from cart_service.families import normalize_phone
-from cart_service.ledger import (
-    activities,
-    create_schema,
-    families,
-    make_engine,
-    members,
-    registration_events,
-    registrations,
-)
+from cart_service.ledger import activities, registrations
 from waitroom import audit
-from waitroom.devstack import LocalStack, _request
+from waitroom.db import make_engine
+from waitroom.devstack import LocalStack, http_request
 from waitroom.redis_conn import make_redis
 from waitroom.redis_server import die_with_parent, free_port
 from waitroom.tokens import new_signing_key
@@ -79,51 +73,40 @@ def _e164(n: int) -> str:
 
 
 async def _prepare_ledger(url: str, plan: Plan) -> list[str]:
+    ids = [f"drill-w{w + 1}" for w in range(WEEKS)]
+    first = date(2027, 6, 28)
+    event = {
+        "id": EVENT, "title": "Drill", "currency": "CAD", "timezone": "America/Toronto",
+        "payment_deferred": False,
+    }  # fmt: skip
+    weeks = [
+        {
+            "id": ids[w], "event_id": EVENT, "kind": "day_camp",
+            "title": f"Camp de jour — semaine {w + 1}", "park": "Parc du drill",
+            "age_group": "7-8 ans", "starts_on": first + timedelta(weeks=w),
+            "ends_on": first + timedelta(weeks=w, days=4), "price_cents": 12_500,
+            "capacity": plan.capacity, "min_age": 7, "max_age": 8,
+            "class_min": None, "class_max": None, "childcare": True,
+        }
+        for w in range(WEEKS)
+    ]  # fmt: skip
+    households = [
+        (
+            {"client_number": f"D{n:06d}", "principal_phone": _e164(n)},
+            [
+                {"id": f"DA{n:06d}", "client_number": f"D{n:06d}", "first_name": "Parent",
+                 "last_name": str(n), "birth_date": date(1985, 1, 1),
+                 "relationship": "responsible", "class_level": None},
+                {"id": f"DC{n:06d}", "client_number": f"D{n:06d}", "first_name": "Enfant",
+                 "last_name": str(n), "birth_date": date(2019, 3, 1),
+                 "relationship": "child", "class_level": 2},
+            ],
+        )
+        for n in range(plan.parents)
+    ]  # fmt: skip
     engine = make_engine(url)
     try:
-        await create_schema(engine)
-        ids = [f"drill-w{w + 1}" for w in range(WEEKS)]
-        first = date(2027, 6, 28)
-        async with engine.begin() as conn:
-            await conn.execute(
-                insert(registration_events).values(
-                    id=EVENT, title="Drill", currency="CAD", timezone="America/Toronto",
-                    payment_deferred=False,
-                )
-            )  # fmt: skip
-            await conn.execute(
-                insert(activities),
-                [
-                    {
-                        "id": ids[w], "event_id": EVENT, "kind": "day_camp",
-                        "title": f"Camp de jour — semaine {w + 1}", "park": "Parc du drill",
-                        "age_group": "7-8 ans", "starts_on": first + timedelta(weeks=w),
-                        "ends_on": first + timedelta(weeks=w, days=4), "price_cents": 12_500,
-                        "capacity": plan.capacity, "min_age": 7, "max_age": 8,
-                        "class_min": None, "class_max": None, "childcare": True,
-                    }
-                    for w in range(WEEKS)
-                ],
-            )  # fmt: skip
-            await conn.execute(
-                insert(families),
-                [
-                    {"client_number": f"D{n:06d}", "principal_phone": _e164(n)}
-                    for n in range(plan.parents)
-                ],
-            )  # fmt: skip
-            people = []
-            for n in range(plan.parents):
-                client = f"D{n:06d}"
-                people += [
-                    {"id": f"DA{n:06d}", "client_number": client, "first_name": "Parent",
-                     "last_name": str(n), "birth_date": date(1985, 1, 1),
-                     "relationship": "responsible", "class_level": None},
-                    {"id": f"DC{n:06d}", "client_number": client, "first_name": "Enfant",
-                     "last_name": str(n), "birth_date": date(2019, 3, 1),
-                     "relationship": "child", "class_level": 2},
-                ]  # fmt: skip
-            await conn.execute(insert(members), people)
+        await load_catalogue(engine, event, weeks, households)
         return ids
     finally:
         await engine.dispose()
@@ -194,7 +177,7 @@ def run(plan: Plan) -> int:
         if not stack.wait_ready():
             print("drill: the stack did not start; see logs/", file=sys.stderr)
             return 2
-        status, body = _request(
+        status, body = http_request(
             "PUT", f"{stack.base}/admin/v1/events/{EVENT}", env["WAITROOM_ADMIN_TOKEN"],
             _schedule(plan),
         )  # fmt: skip

@@ -8,12 +8,12 @@ import logging
 
 import uvloop
 
-from cart_service.ledger import make_engine
 from payment_adapter.payments import PaymentService
 from payment_adapter.providers import SandboxProvider
 from payment_adapter.servicer import SERVICE_NAME, PaymentAdapterServicer
 from payment_adapter.store import create_schema
 from waitroom import metrics
+from waitroom.db import make_engine
 from waitroom.grpc_server import start_server, until_signalled
 from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
 from waitroom.rpc import CallerInterceptor

@@ -1,4 +1,5 @@
-"""The gRPC PaymentAdapter servicer: thin translation onto payment_adapter.payments."""
+"""The gRPC PaymentAdapter servicer: thin translation onto payment_adapter.payments
+(refusals are answered by ``waitroom.rpc.RefusalInterceptor``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ import grpc
 from payment_adapter.payments import PaymentRecord, PaymentService
 from waitroom.pb.payment.v1 import payment_pb2 as pb
 from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
-from waitroom.rpc import abort
 from waitroom.schedule import iso_at
-from waitroom.validation import Refused
 
 SERVICE_NAME = "waitroom.payment.v1.PaymentAdapter"
 STATUS = {
@@ -47,26 +46,19 @@ class PaymentAdapterServicer(pb_grpc.PaymentAdapterServicer):
     async def Charge(
         self, request: pb.ChargeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Payment:
-        try:
-            record = await self._service.charge(
-                request.idempotency_key,
-                request.cart_id,
-                request.amount_cents,
-                request.currency,
-                request.card.number,
-                request.card.expiry,
-                request.card.cvv,
-                request.description,
-            )
-        except Refused as refusal:
-            await abort(context, refusal)
+        record = await self._service.charge(
+            request.idempotency_key,
+            request.cart_id,
+            request.amount_cents,
+            request.currency,
+            request.card.number,
+            request.card.expiry,
+            request.card.cvv,
+            request.description,
+        )
         return to_pb(record)
 
     async def GetPayment(
         self, request: pb.GetPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Payment:
-        try:
-            record = await self._service.get(request.idempotency_key)
-        except Refused as refusal:
-            await abort(context, refusal)
-        return to_pb(record)
+        return to_pb(await self._service.get(request.idempotency_key))

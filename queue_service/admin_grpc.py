@@ -13,6 +13,7 @@ from waitroom import events, keys
 from waitroom.events import InvalidEvent, UnknownEvent
 from waitroom.pb.queue.v1 import queue_admin_pb2 as pb
 from waitroom.pb.queue.v1 import queue_admin_pb2_grpc as pb_grpc
+from waitroom.validation import FieldError, NotFound
 from waitroom.view import EventView
 from waitroom.viewstore import ViewStore
 
@@ -69,8 +70,7 @@ class QueueAdminServicer(pb_grpc.QueueAdminServicer):
             await self._store.refresh_event(event_id) if keys.EVENT_ID_RE.match(event_id) else None
         )
         if view is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown event {event_id!r}")
-            raise AssertionError("abort returned")  # context.abort always raises
+            raise NotFound("unknown_event", "event_id")
         now_ms = self._store.clock.now_ms()
         return pb.Event(
             event_id=view.event_id,
@@ -86,12 +86,13 @@ class QueueAdminServicer(pb_grpc.QueueAdminServicer):
     async def _guard(
         self, context: grpc.aio.ServicerContext[Any, Any], action: Awaitable[object]
     ) -> None:
+        """The event module's errors as refusals (``RefusalInterceptor`` answers them)."""
         try:
             await action
-        except UnknownEvent as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown event {exc}")
+        except UnknownEvent:
+            raise NotFound("unknown_event", "event_id") from None
         except InvalidEvent as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.detail)
+            raise FieldError("invalid_event", "schedule", detail=exc.detail) from None
 
     async def PutEvent(
         self, request: pb.PutEventRequest, context: grpc.aio.ServicerContext[Any, Any]

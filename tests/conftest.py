@@ -17,10 +17,11 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cart_service.ledger import create_schema, make_engine
+from cart_service.ledger import create_schema
 from gateway import fastpath
 from gateway.app import create_app
 from queue_service.service import QueueService
+from waitroom.db import make_engine
 from waitroom.draw import DrawnOrder
 from waitroom.redis_conn import make_redis
 from waitroom.redis_server import RedisServer

@@ -18,16 +18,16 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from aiosmtpd.controller import Controller
 from redis.asyncio import Redis
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import cart_service.__main__ as cart_main
 import payment_adapter.__main__ as payment_main
+from cart_service import catalogue
 from cart_service.demo import FAMILIES
-from cart_service.ledger import activities, create_schema, families, make_engine, members
-from cart_service.ledger import registration_events as reg_events
+from cart_service.ledger import create_schema
 from payment_adapter.store import create_schema as create_payment_schema
 from tests.conftest import create_event, gateway_client, join, poll, wait_for
+from waitroom.db import make_engine
 from waitroom.redis_server import free_port
 from waitroom.settings import Settings
 
@@ -94,17 +94,11 @@ CATALOGUE = [
 
 
 async def load_catalogue(engine: AsyncEngine, *, deferred: bool = False) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(reg_events).values(
-                id=EVENT, title="Camps 2027", currency="CAD", timezone="America/Toronto",
-                payment_deferred=deferred,
-            )
-        )  # fmt: skip
-        await conn.execute(insert(activities), CATALOGUE)
-        for family, people in FAMILIES:
-            await conn.execute(insert(families).values(**family))
-            await conn.execute(insert(members), people)
+    event = {
+        "id": EVENT, "title": "Camps 2027", "currency": "CAD", "timezone": "America/Toronto",
+        "payment_deferred": deferred,
+    }  # fmt: skip
+    assert await catalogue.load_catalogue(engine, event, CATALOGUE, FAMILIES)
 
 
 class MailCatcher:

@@ -11,7 +11,6 @@ the demo catalogue and families (``cart_service/demo.py``) behind it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -59,23 +58,23 @@ def _secrets_env(run_dir: Path) -> dict[str, str]:
 
 
 def _load_demo_catalogue(database_url: str, event_id: str) -> None:
-    """The demo catalogue and families under ``event_id`` (once per event)."""
-    from cart_service.demo import load_demo
-    from cart_service.ledger import create_schema, make_engine
+    """The demo catalogue and families under ``event_id`` (once per event), loaded by the
+    cart service's own entry point (``python -m cart_service.demo``)."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cart_service.demo",
+            "--database",
+            database_url,
+            "--event",
+            event_id,
+        ],
+        check=True,
+    )
 
-    async def load() -> bool:
-        engine = make_engine(database_url)
-        try:
-            await create_schema(engine)
-            return await load_demo(engine, event_id)
-        finally:
-            await engine.dispose()
 
-    if asyncio.run(load()):
-        print(f"demo catalogue loaded for {event_id} ({database_url})", flush=True)
-
-
-def _request(
+def http_request(
     method: str, url: str, token: str | None = None, body: dict[str, object] | None = None
 ) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
@@ -175,7 +174,7 @@ class LocalStack:
         exited, ``stopping()`` turned true, or the time ran out."""
         deadline = time.monotonic() + timeout_s
         while not stopping() and time.monotonic() < deadline:
-            if _request("GET", self.base + "/readyz")[0] == 200:
+            if http_request("GET", self.base + "/readyz")[0] == 200:
                 return True
             if not self.alive():
                 return False
@@ -227,7 +226,7 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
             return 1
         if demo and not stopping:
             now = datetime.now(UTC).replace(microsecond=0)
-            status, body = _request(
+            status, body = http_request(
                 "PUT",
                 f"{base}/admin/v1/events/{DEMO_EVENT}",
                 env["WAITROOM_ADMIN_TOKEN"],
@@ -235,7 +234,7 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
             )
             if status == 422:  # the demo of an earlier run has drawn: start a new one
                 demo_id = f"{DEMO_EVENT}-{int(now.timestamp())}"
-                status, body = _request(
+                status, body = http_request(
                     "PUT",
                     f"{base}/admin/v1/events/{demo_id}",
                     env["WAITROOM_ADMIN_TOKEN"],

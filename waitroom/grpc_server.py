@@ -17,7 +17,7 @@ from grpc import aio as grpc_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from waitroom.metrics import GRPC_HANDLED, GRPC_LATENCY
-from waitroom.rpc import wrap_unary
+from waitroom.rpc import RefusalInterceptor, wrap_unary
 
 log = logging.getLogger(__name__)
 GRACE_S = 3.0
@@ -77,7 +77,10 @@ async def start_server(
     interceptors: Sequence[Any] = (),
 ) -> RunningServer:
     """Serve on ``host:port`` (0 picks a free port; see ``RunningServer.port``)."""
-    server = grpc_aio.server(interceptors=[MetricsInterceptor(), *interceptors])
+    # Refusals innermost: every interceptor outside it sees the call end with its status.
+    server = grpc_aio.server(
+        interceptors=[MetricsInterceptor(), *interceptors, RefusalInterceptor()]
+    )
     add(server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -47,7 +47,8 @@ def rich_status(refusal: Refused) -> grpc.Status:
     detail = any_pb2.Any()
     detail.Pack(info)
     status = _STATUS.get(refusal.kind, grpc.StatusCode.FAILED_PRECONDITION)
-    message = status_pb2.Status(code=status.value[0], message=str(refusal), details=[detail])
+    text = f"{refusal}: {refusal.extra['detail']}" if "detail" in refusal.extra else str(refusal)
+    message = status_pb2.Status(code=status.value[0], message=text, details=[detail])
     return rpc_status.to_status(message)
 
 
@@ -174,5 +175,26 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 return await cast(Any, inner)(request, context)
             finally:
                 _CALLER.reset(token)
+
+        return wrap_unary(handler, serve)
+
+
+class RefusalInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """A domain refusal raised by any unary method becomes its rich status (``abort``):
+    servicers translate and call, and never catch ``Refused`` themselves."""
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        async def serve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                return await cast(Any, inner)(request, context)
+            except Refused as refusal:
+                await abort(context, refusal)
 
         return wrap_unary(handler, serve)

@@ -1,0 +1,109 @@
+"""Checkout (Lévis steps 4-5, Québec FAQ 9-11): conditions, then one charge per key.
+
+The cart is locked for the payment (its seats stay held) before the payment adapter is
+asked; what the answer does to the cart is ``settlement``'s. A double submit under the
+same key finds the first payment; a mistyped card never reaches the provider and leaves
+the cart as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cart_service import families as family_records
+from cart_service.desk import Desk, cart_for_update, open_cart, touch
+from cart_service.family_rules import check_payer
+from cart_service.ledger import carts, members
+from cart_service.model import CartSnapshot, CheckoutResult, Line, Receipt, Session
+from cart_service.payment_port import CardInput, PaymentResult, PaymentUnreachable
+from cart_service.settlement import apply_payment, confirm, unlock
+from cart_service.snapshots import event_row, live_items, receipt_of, snapshot
+from waitroom.db import writing
+from waitroom.metrics import CHECKOUTS
+from waitroom.validation import FieldError, Refused
+
+
+async def accept_conditions(desk: Desk, session: Session, accepted: bool) -> CartSnapshot:
+    """Step 5: nothing proceeds to payment without it."""
+    if not accepted:
+        raise FieldError("must_accept", "accepted")
+    async with writing(desk.engine) as conn:
+        cart = await open_cart(desk, conn, session)
+        await conn.execute(
+            update(carts)
+            .where(carts.c.id == cart.id)
+            .values(conditions_accepted_at_ms=desk.clock_ms())
+        )
+        await touch(desk, conn, cart)
+    return await desk.snapshot(session)
+
+
+async def checkout(desk: Desk, session: Session, key: str, card: CardInput) -> CheckoutResult:
+    """Lock the cart, charge once per ``key``, then confirm or unlock.
+
+    A declined card leaves the cart as it was (its hold restarted). A provider that
+    does not answer in time leaves the cart locked until ``settle`` learns the outcome:
+    never a double charge, never a paid cart without its registrations.
+    """
+    key = key.strip()
+    if not 8 <= len(key) <= 100:
+        raise FieldError("invalid_idempotency_key", "idempotency_key")
+    now = desk.clock_ms()
+    async with writing(desk.engine) as conn:
+        cart = await cart_for_update(conn, session.cart_id)
+        if cart is not None and cart.payment_key == key and cart.status in ("paid", "confirmed"):
+            done = await receipt_of(conn, cart)  # a double submit after success
+            return CheckoutResult(cart.status, await snapshot(conn, session, now), done)
+        replay = cart is not None and cart.status == "paying" and cart.payment_key == key
+        event = await event_row(conn, session.event_id)
+        receipt: Receipt | None = None
+        if replay:
+            assert cart is not None
+            total = int(cart.total_cents or 0)
+        else:
+            cart = await open_cart(desk, conn, session)
+            lines = await live_items(conn, cart, now)
+            total = await _check_ready(conn, cart, lines, now)
+            if event.payment_deferred:
+                receipt = await confirm(desk, conn, cart, key, None, total, now)
+            else:
+                await conn.execute(
+                    update(carts)
+                    .where(carts.c.id == cart.id)
+                    .values(
+                        status="paying",
+                        payment_key=key,
+                        total_cents=total,
+                        locked_until_ms=now + desk.lock_ms,
+                    )
+                )
+    if receipt is not None:  # payment deferred: confirmed without charging
+        desk.on_confirmed()
+        CHECKOUTS.labels(session.event_id, "confirmed").inc()
+        return CheckoutResult("confirmed", await desk.snapshot(session), receipt)
+    try:
+        result = await desk.payments.charge(
+            key, session.cart_id, total, event.currency, card, event.title
+        )
+    except FieldError:
+        await unlock(desk, session.cart_id, key)  # a mistyped card: nothing was sent
+        raise
+    except PaymentUnreachable:
+        result = PaymentResult("unknown")
+    return await apply_payment(desk, session, key, result)
+
+
+async def _check_ready(conn: AsyncConnection, cart: Row[Any], lines: list[Line], now: int) -> int:
+    """Everything checkout needs, checked again now; returns the total in cents."""
+    if not lines:
+        raise Refused("cart_empty")
+    if cart.payer_member is None or cart.payer_email is None:
+        raise Refused("payer_required", "member")
+    if cart.conditions_accepted_at_ms is None:
+        raise Refused("conditions_not_accepted", "accepted")
+    row = (await conn.execute(select(members).where(members.c.id == cart.payer_member))).one()
+    await check_payer(conn, cart, family_records.member_of(row), now)
+    return sum(line.price_cents for line in lines)

@@ -1,0 +1,109 @@
+"""The registration desk: what every cart rule works with, and the steps they all share.
+
+``Desk`` holds the ledger's engine, the payment port, the clock and the lengths of holds
+and payment locks. Each rule module (``holds``, ``family_rules``, ``checkout``,
+``settlement``, ``catalogue``) is plain functions taking the desk first, so a test calls
+a rule directly against a real database.
+
+Every change runs in one transaction that first opens the session's cart for change
+(``open_cart``: created if new, its row locked), then locks the activities it touches in
+id order (``seats.locked_activity``): two families can never both take the last seat,
+and two transactions never wait on each other in a circle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cart_service.ledger import cart_items, carts
+from cart_service.model import CartSnapshot, Session
+from cart_service.payment_port import Payments
+from cart_service.snapshots import event_row, read_snapshot
+from waitroom.validation import Refused
+
+
+@dataclass(slots=True)
+class Desk:
+    engine: AsyncEngine
+    payments: Payments
+    clock_ms: Callable[[], int]
+    hold_ms: int = 20 * 60 * 1000
+    lock_ms: int = 120 * 1000
+    mail_from: str = "inscriptions@waitroom.invalid"
+    # Called after a confirmation commits (the service flushes its outbox then).
+    on_confirmed: Callable[[], None] = field(default=lambda: None)
+
+    async def snapshot(self, session: Session) -> CartSnapshot:
+        """The session's cart as committed now."""
+        return await read_snapshot(self.engine, session, self.clock_ms())
+
+
+async def cart_for_update(conn: AsyncConnection, cart_id: str) -> Row[Any] | None:
+    """The cart's row, locked until the transaction ends (or None)."""
+    return (
+        await conn.execute(select(carts).where(carts.c.id == cart_id).with_for_update())
+    ).one_or_none()
+
+
+def _insert_ignore(conn: AsyncConnection) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING into carts, in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(carts).on_conflict_do_nothing(index_elements=["id"])
+    return sqlite.insert(carts).on_conflict_do_nothing(index_elements=["id"])
+
+
+async def open_cart(desk: Desk, conn: AsyncConnection, session: Session) -> Row[Any]:
+    """The session's cart, created if new, locked for this transaction; refused if it is
+    locked for a payment or already paid. An expired hold's items are dropped first."""
+    now = desk.clock_ms()
+    event = await event_row(conn, session.event_id)
+    await conn.execute(
+        _insert_ignore(conn).values(
+            id=session.cart_id,
+            event_id=event.id,
+            status="open",
+            hold_expires_at_ms=0,
+            extension_used=False,
+            created_at_ms=now,
+        )
+    )
+    cart = await cart_for_update(conn, session.cart_id)
+    assert cart is not None
+    if cart.status == "paying":
+        raise Refused("cart_locked", locked_until=str(cart.locked_until_ms or 0))
+    if cart.status in ("paid", "confirmed"):
+        raise Refused("cart_closed")
+    if 0 < cart.hold_expires_at_ms <= now:
+        await conn.execute(delete(cart_items).where(cart_items.c.cart_id == cart.id))
+        await conn.execute(
+            update(carts)
+            .where(carts.c.id == cart.id)
+            .values(hold_expires_at_ms=0, extension_used=False)
+        )
+        cart = await cart_for_update(conn, session.cart_id)
+        assert cart is not None
+    return cart
+
+
+async def touch(desk: Desk, conn: AsyncConnection, cart: Row[Any]) -> None:
+    """Every change restarts the hold (FAQ 8) when the cart holds something."""
+    held = (
+        await conn.execute(select(func.count()).where(cart_items.c.cart_id == cart.id))
+    ).scalar_one()
+    await conn.execute(
+        update(carts)
+        .where(carts.c.id == cart.id)
+        .values(hold_expires_at_ms=desk.clock_ms() + desk.hold_ms if held else 0)
+    )
+
+
+def day_of(ms: int) -> date:
+    """The UTC date at ``ms``."""
+    return datetime.fromtimestamp(ms / 1000, UTC).date()

@@ -1,0 +1,249 @@
+"""Holds: seats put aside for 20 minutes while a family fills its cart (Québec FAQ 8).
+
+Add a participant to activities, copy a participant to every week already chosen (Lévis
+step 3), remove a line, extend the hold once, join a full activity's waiting list
+(FAQ 6). Each participant must fit the activity's ages and class levels, must not be
+registered already, and sits in at most one live cart per activity, so a paid cart can
+always become registrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cart_service import families as family_records
+from cart_service.desk import Desk, open_cart, touch
+from cart_service.family_rules import family_member
+from cart_service.ledger import cart_items, carts, registrations, waiting_list
+from cart_service.model import CartSnapshot, Outcome, Session
+from cart_service.seats import live, locked_activity, taken
+from cart_service.snapshots import cart_row, live_items
+from waitroom.db import reading, writing
+from waitroom.metrics import CART_EXPIRED, CART_EXTENSIONS, CART_HOLDS
+from waitroom.validation import FieldError, NotFound, Refused
+
+MAX_ITEMS_PER_CALL = 20
+
+
+async def add_items(
+    desk: Desk, session: Session, participant: str, activity_ids: Sequence[str]
+) -> tuple[CartSnapshot, list[Outcome]]:
+    """Put ``participant`` in each activity, holding a seat in each; a full one offers
+    its waiting list, an ineligible one is refused with the reason."""
+    wanted = list(dict.fromkeys(a.strip() for a in activity_ids if a.strip()))
+    if not wanted:
+        raise FieldError("required", "activity_ids")
+    if len(wanted) > MAX_ITEMS_PER_CALL:
+        raise FieldError("too_many", "activity_ids")
+    now = desk.clock_ms()
+    async with writing(desk.engine) as conn:
+        cart = await open_cart(desk, conn, session)
+        member = await family_member(conn, cart, participant, "participant")
+        results: dict[str, Outcome] = {}
+        for activity_id in sorted(wanted):  # lock activities in one order: no deadlock
+            results[activity_id] = await _hold(conn, cart, member, activity_id, now)
+        if any(o.outcome == "held" for o in results.values()):
+            await touch(desk, conn, cart)
+    snapshot = await desk.snapshot(session)
+    for outcome in results.values():
+        CART_HOLDS.labels(session.event_id, outcome.outcome).inc()
+    return snapshot, [results[a] for a in wanted]
+
+
+async def duplicate(
+    desk: Desk, session: Session, participant: str
+) -> tuple[CartSnapshot, list[Outcome]]:
+    """Put ``participant`` in every activity already chosen in the cart (Lévis step 3)."""
+    now = desk.clock_ms()
+    async with reading(desk.engine) as conn:
+        cart = await cart_row(conn, session.cart_id)
+        lines = [] if cart is None else await live_items(conn, cart, now)
+    chosen = sorted({line.activity.id for line in lines})
+    if not chosen:
+        raise Refused("cart_empty")
+    already = {line.activity.id for line in lines if line.participant == participant.strip()}
+    targets = [a for a in chosen if a not in already]
+    if not targets:
+        raise Refused("already_in_every_activity", "participant")
+    return await add_items(desk, session, participant, targets)
+
+
+async def remove_item(
+    desk: Desk, session: Session, activity_id: str, participant: str
+) -> CartSnapshot:
+    """Give one participant's seat in one activity back."""
+    async with writing(desk.engine) as conn:
+        cart = await open_cart(desk, conn, session)
+        gone = await conn.execute(
+            delete(cart_items).where(
+                cart_items.c.cart_id == cart.id,
+                cart_items.c.activity_id == activity_id,
+                cart_items.c.participant == participant,
+            )
+        )
+        if not gone.rowcount:
+            raise NotFound("not_in_cart")
+        await touch(desk, conn, cart)
+    return await desk.snapshot(session)
+
+
+async def extend(desk: Desk, session: Session) -> CartSnapshot:
+    """Twenty more minutes, once (Québec FAQ 8)."""
+    now = desk.clock_ms()
+    async with writing(desk.engine) as conn:
+        cart = await open_cart(desk, conn, session)
+        if not await live_items(conn, cart, now):
+            raise Refused("cart_empty")
+        if cart.extension_used:
+            raise Refused("extension_used")
+        await conn.execute(
+            update(carts)
+            .where(carts.c.id == cart.id)
+            .values(hold_expires_at_ms=cart.hold_expires_at_ms + desk.hold_ms, extension_used=True)
+        )
+    snapshot = await desk.snapshot(session)
+    CART_EXTENSIONS.labels(session.event_id).inc()
+    return snapshot
+
+
+async def join_waiting_list(
+    desk: Desk, session: Session, activity_id: str, participant: str
+) -> tuple[int, int]:
+    """Put a participant on a full activity's waiting list: (position, joined at ms)."""
+    now = desk.clock_ms()
+    async with writing(desk.engine) as conn:
+        cart = await open_cart(desk, conn, session)
+        member = await family_member(conn, cart, participant, "participant")
+        act = await locked_activity(conn, session.event_id, activity_id)
+        if act is None:
+            raise NotFound("unknown_activity", "activity_id")
+        refusal = ineligible(act, member) or await _registered(conn, activity_id, member.id)
+        if refusal is not None:
+            raise Refused(refusal[0], "participant", detail=refusal[1])
+        if await taken(conn, activity_id, now) < act.capacity:
+            raise Refused("places_left", "activity_id")
+        entry = await _waiting_entry(conn, activity_id, member.id)
+        if entry is None:
+            await conn.execute(
+                insert(waiting_list).values(
+                    activity_id=activity_id,
+                    participant=member.id,
+                    client_number=cart.client_number,
+                    joined_at_ms=now,
+                )
+            )
+            entry = await _waiting_entry(conn, activity_id, member.id)
+            assert entry is not None
+        position = (
+            await conn.execute(
+                select(func.count()).where(
+                    waiting_list.c.activity_id == activity_id, waiting_list.c.id <= entry.id
+                )
+            )
+        ).scalar_one()
+        return int(position), int(entry.joined_at_ms)
+
+
+async def count_expired(engine: AsyncEngine, since_ms: int, until_ms: int) -> None:
+    """Count the holds that ran out in (since, until] with seats in them (metrics)."""
+    async with reading(engine) as conn:
+        rows = (
+            await conn.execute(
+                select(carts.c.event_id, func.count(func.distinct(carts.c.id)))
+                .select_from(carts.join(cart_items, cart_items.c.cart_id == carts.c.id))
+                .where(
+                    carts.c.status == "open",
+                    carts.c.hold_expires_at_ms > since_ms,
+                    carts.c.hold_expires_at_ms <= until_ms,
+                )
+                .group_by(carts.c.event_id)
+            )
+        ).all()
+    for event_id, count in rows:
+        CART_EXPIRED.labels(event_id).inc(int(count))
+
+
+def ineligible(act: Row[Any], member: family_records.Member) -> tuple[str, str] | None:
+    """Why ``member`` may not take part in ``act`` (code, accepted range), or None."""
+    if act.min_age is not None or act.max_age is not None:
+        age = member.age_on(act.starts_on)
+        accepted = f"{act.min_age if act.min_age is not None else ''}-{act.max_age or ''}"
+        if act.min_age is not None and age < act.min_age:
+            return "too_young", accepted
+        if act.max_age is not None and age > act.max_age:
+            return "too_old", accepted
+    if act.class_min is not None or act.class_max is not None:
+        low = act.class_min if act.class_min is not None else 0
+        high = act.class_max if act.class_max is not None else 12
+        if member.class_level is None or not low <= member.class_level <= high:
+            return "wrong_class_level", f"{low}-{high}"
+    return None
+
+
+async def _registered(
+    conn: AsyncConnection, activity_id: str, participant: str
+) -> tuple[str, str] | None:
+    found = (
+        await conn.execute(
+            select(func.count()).where(
+                registrations.c.activity_id == activity_id,
+                registrations.c.participant == participant,
+            )
+        )
+    ).scalar_one()
+    return ("already_registered", "") if found else None
+
+
+async def _waiting_entry(
+    conn: AsyncConnection, activity_id: str, participant: str
+) -> Any:  # a (id, joined_at_ms) row, or None
+    return (
+        await conn.execute(
+            select(waiting_list.c.id, waiting_list.c.joined_at_ms).where(
+                waiting_list.c.activity_id == activity_id,
+                waiting_list.c.participant == participant,
+            )
+        )
+    ).one_or_none()
+
+
+async def _hold(
+    conn: AsyncConnection, cart: Row[Any], member: family_records.Member, activity_id: str, now: int
+) -> Outcome:
+    act = await locked_activity(conn, cart.event_id, activity_id)
+    if act is None:
+        return Outcome(activity_id, "refused", "unknown_activity")
+    refusal = ineligible(act, member) or await _registered(conn, activity_id, member.id)
+    if refusal is not None:
+        return Outcome(activity_id, "refused", *refusal)
+    holders = (
+        await conn.execute(
+            select(cart_items.c.cart_id)
+            .select_from(cart_items.join(carts, carts.c.id == cart_items.c.cart_id))
+            .where(
+                cart_items.c.activity_id == activity_id,
+                cart_items.c.participant == member.id,
+                live(now),
+            )
+        )
+    ).scalars()
+    holder = next(iter(holders), None)
+    if holder == cart.id:
+        return Outcome(activity_id, "refused", "already_in_cart")
+    if holder is not None:
+        return Outcome(activity_id, "refused", "already_in_another_cart")
+    if await taken(conn, activity_id, now) >= act.capacity:
+        return Outcome(activity_id, "full")
+    await conn.execute(
+        insert(cart_items).values(
+            cart_id=cart.id,
+            activity_id=activity_id,
+            participant=member.id,
+            price_cents=act.price_cents,
+        )
+    )
+    return Outcome(activity_id, "held")

@@ -1,0 +1,127 @@
+"""The cart domain's values: what a session, an activity, a cart and a receipt are.
+
+Plain frozen data, no I/O: every rule module returns these, the servicer translates them
+to protobuf. Money is integer cents; instants are milliseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from cart_service.families import Member
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """An admitted session, as its admission token says."""
+
+    event_id: str
+    ticket_id: str
+
+    @property
+    def cart_id(self) -> str:
+        return f"{self.event_id}/{self.ticket_id}"
+
+    @classmethod
+    def of_cart(cls, cart_id: str) -> Session:
+        event_id, _, ticket_id = cart_id.partition("/")
+        return cls(event_id, ticket_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityInfo:
+    id: str
+    kind: str
+    title: str
+    park: str
+    age_group: str
+    starts_on: date
+    ends_on: date
+    price_cents: int
+    capacity: int
+    places_left: int
+    min_age: int | None
+    max_age: int | None
+    class_min: int | None
+    class_max: int | None
+    childcare: bool
+    waiting: int
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One participant in one activity, at the price held (a cart item or a registration)."""
+
+    activity: ActivityInfo
+    participant: str
+    participant_name: str
+    price_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class Payer:
+    member: str
+    name: str
+    email: str
+
+
+@dataclass(slots=True)
+class CartSnapshot:
+    event_id: str
+    status: str  # open | expired | paying | paid | confirmed
+    hold_expires_at_ms: int
+    extension_used: bool
+    items: list[Line]
+    released: list[Line]
+    client_number: str
+    members: list[Member]
+    payer: Payer | None
+    conditions_accepted: bool
+    total_cents: int
+    currency: str
+    timezone: str
+    locked_until_ms: int
+    cart_number: str
+    payment_deferred: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one activity asked for: held, full (waiting list offered) or refused."""
+
+    activity_id: str
+    outcome: str  # held | full | refused
+    code: str = ""
+    detail: str = ""
+
+    @property
+    def waiting_list_offered(self) -> bool:
+        return self.outcome == "full"
+
+
+@dataclass(slots=True)
+class Receipt:
+    cart_number: str
+    owner_number: str
+    event_id: str
+    payer_name: str
+    payer_email: str
+    issued_at_ms: int
+    lines: list[Line]
+    total_cents: int
+    paid_cents: int
+    amount_due_cents: int
+    currency: str
+    timezone: str
+    card_brand: str
+    card_last4: str
+    payment_status: str  # paid | deferred
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutResult:
+    outcome: str  # paid | confirmed | declined | pending
+    cart: CartSnapshot
+    receipt: Receipt | None = None
+    decline_reason: str = ""

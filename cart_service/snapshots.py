@@ -1,0 +1,202 @@
+"""Carts and receipts as a parent sees them, read from the ledger.
+
+A snapshot is computed from the rows at the instant asked: an open cart whose hold ran
+out shows ``expired`` with its items under ``released``, without anything having swept
+it. Receipts are reprinted from their two numbers (Québec FAQ 14).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import Row, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cart_service import families as family_records
+from cart_service.ledger import (
+    activities,
+    cart_items,
+    carts,
+    members,
+    registration_events,
+    registrations,
+)
+from cart_service.model import CartSnapshot, Line, Payer, Receipt, Session
+from cart_service.seats import activity_infos
+from waitroom.db import reading
+from waitroom.validation import FieldError, NotFound
+
+_OWNER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off paper
+
+
+async def event_row(conn: AsyncConnection, event_id: str) -> Row[Any]:
+    """The registration event's row; NotFound ``unknown_event``."""
+    event = (
+        await conn.execute(select(registration_events).where(registration_events.c.id == event_id))
+    ).one_or_none()
+    if event is None:
+        raise NotFound("unknown_event")
+    return event
+
+
+async def cart_row(conn: AsyncConnection, cart_id: str) -> Row[Any] | None:
+    return (await conn.execute(select(carts).where(carts.c.id == cart_id))).one_or_none()
+
+
+async def lines_of(conn: AsyncConnection, cart_id: str, table: Any, now: int) -> list[Line]:
+    """The lines of a cart from ``cart_items`` (held) or ``registrations`` (confirmed)."""
+    rows = (
+        await conn.execute(
+            select(table.c.activity_id, table.c.participant, table.c.price_cents)
+            .where(table.c.cart_id == cart_id)
+            .order_by(table.c.id)
+        )
+    ).all()
+    if not rows:
+        return []
+    ids = sorted({r.activity_id for r in rows})
+    acts = (await conn.execute(select(activities).where(activities.c.id.in_(ids)))).all()
+    infos = {info.id: info for info in await activity_infos(conn, acts, now)}
+    people = {
+        p.id: f"{p.first_name} {p.last_name}"
+        for p in (
+            await conn.execute(
+                select(members).where(members.c.id.in_(sorted({r.participant for r in rows})))
+            )
+        ).all()
+    }
+    return [
+        Line(infos[r.activity_id], r.participant, people.get(r.participant, ""), r.price_cents)
+        for r in rows
+    ]
+
+
+async def live_items(conn: AsyncConnection, cart: Row[Any], now: int) -> list[Line]:
+    """The items that still hold seats (none once an open cart's hold ran out)."""
+    if cart.status == "open" and cart.hold_expires_at_ms <= now:
+        return []
+    return await lines_of(conn, cart.id, cart_items, now)
+
+
+async def payer_of(conn: AsyncConnection, cart: Row[Any]) -> Payer | None:
+    if cart.payer_member is None:
+        return None
+    row = (
+        await conn.execute(select(members).where(members.c.id == cart.payer_member))
+    ).one_or_none()
+    if row is None:
+        return None
+    return Payer(row.id, f"{row.first_name} {row.last_name}", cart.payer_email or "")
+
+
+async def family_members(conn: AsyncConnection, client_number: str) -> list[family_records.Member]:
+    rows = (
+        await conn.execute(
+            select(members)
+            .where(members.c.client_number == client_number)
+            .order_by(members.c.birth_date)
+        )
+    ).all()
+    return [family_records.member_of(row) for row in rows]
+
+
+async def snapshot(conn: AsyncConnection, session: Session, now: int) -> CartSnapshot:
+    """The session's cart as of ``now`` (an empty open cart when it has none yet)."""
+    event = await event_row(conn, session.event_id)
+    cart = await cart_row(conn, session.cart_id)
+    if cart is None:
+        return CartSnapshot(
+            event.id, "open", 0, False, [], [], "", [], None, False, 0,
+            event.currency, event.timezone, 0, "", bool(event.payment_deferred),
+        )  # fmt: skip
+    status, released = cart.status, []
+    if cart.status in ("paid", "confirmed"):
+        items = await lines_of(conn, cart.id, registrations, now)
+    else:
+        items = await lines_of(conn, cart.id, cart_items, now)
+        if cart.status == "open" and 0 < cart.hold_expires_at_ms <= now:
+            status, items, released = "expired", [], items
+    people = [] if cart.client_number is None else await family_members(conn, cart.client_number)
+    return CartSnapshot(
+        event_id=event.id,
+        status=status,
+        hold_expires_at_ms=cart.hold_expires_at_ms if items and status == "open" else 0,
+        extension_used=bool(cart.extension_used),
+        items=items,
+        released=released,
+        client_number=cart.client_number or "",
+        members=people,
+        payer=await payer_of(conn, cart),
+        conditions_accepted=cart.conditions_accepted_at_ms is not None,
+        total_cents=sum(line.price_cents for line in items),
+        currency=event.currency,
+        timezone=event.timezone,
+        locked_until_ms=(cart.locked_until_ms or 0) if status == "paying" else 0,
+        cart_number=cart.cart_number or "",
+        payment_deferred=bool(event.payment_deferred),
+    )
+
+
+async def read_snapshot(engine: AsyncEngine, session: Session, now: int) -> CartSnapshot:
+    """The cart as committed, read without the write lock (writers keep it short)."""
+    async with reading(engine) as conn:
+        return await snapshot(conn, session, now)
+
+
+async def receipt_of(conn: AsyncConnection, cart: Row[Any]) -> Receipt:
+    """The receipt of a paid or confirmed cart."""
+    event = await event_row(conn, cart.event_id)
+    lines = await lines_of(conn, cart.id, registrations, cart.settled_at_ms or 0)
+    payer = await payer_of(conn, cart)
+    return Receipt(
+        cart_number=cart.cart_number or "",
+        owner_number=cart.owner_number or "",
+        event_id=cart.event_id,
+        payer_name=payer.name if payer else "",
+        payer_email=payer.email if payer else "",
+        issued_at_ms=cart.settled_at_ms or 0,
+        lines=lines,
+        total_cents=int(cart.total_cents or 0),
+        paid_cents=int(cart.paid_cents or 0),
+        amount_due_cents=int(cart.amount_due_cents or 0),
+        currency=event.currency,
+        timezone=event.timezone,
+        card_brand=cart.card_brand or "",
+        card_last4=cart.card_last4 or "",
+        payment_status="paid" if cart.status == "paid" else "deferred",
+    )
+
+
+async def reprint(engine: AsyncEngine, cart_number: str, owner_number: str) -> Receipt:
+    """Reprint a receipt from its two numbers (Québec FAQ 14)."""
+    cart_number, owner_number = cart_number.strip(), owner_number.strip().upper()
+    if not cart_number.isdigit() or len(cart_number) != 8:
+        raise FieldError("invalid_cart_number", "cart_number")
+    if not owner_number.isalnum() or len(owner_number) != 8:
+        raise FieldError("invalid_owner_number", "owner_number")
+    async with reading(engine) as conn:
+        cart = (
+            await conn.execute(select(carts).where(carts.c.cart_number == cart_number))
+        ).one_or_none()
+        if cart is None or not secrets.compare_digest(
+            (cart.owner_number or "").encode(), owner_number.encode()
+        ):
+            raise NotFound("receipt_not_found")
+        return await receipt_of(conn, cart)
+
+
+async def new_cart_number(conn: AsyncConnection) -> str:
+    """An unused 8-digit cart number (shown on the receipt and on a locked cart)."""
+    while True:
+        number = f"{secrets.randbelow(90_000_000) + 10_000_000}"
+        used = (
+            await conn.execute(select(func.count()).where(carts.c.cart_number == number))
+        ).scalar_one()
+        if not used:
+            return number
+
+
+def new_owner_number() -> str:
+    """Eight characters that prove ownership of a receipt (never guessable)."""
+    return "".join(secrets.choice(_OWNER_ALPHABET) for _ in range(8))
