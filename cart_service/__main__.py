@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 
-import grpc
 import uvloop
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,6 +18,7 @@ from cart_service.mail import Outbox
 from cart_service.payments_client import GrpcPayments
 from cart_service.servicer import SERVICE_NAME, CartServicer
 from waitroom import metrics
+from waitroom.channels import service_channel
 from waitroom.db import make_engine
 from waitroom.grpc_server import start_server, until_signalled
 from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
@@ -38,7 +39,7 @@ async def serve(
     """Serve carts until ``stop``; settle expired payment locks and send queued emails."""
     engine = make_engine(settings.database_url)
     await create_schema(engine)
-    channel = grpc.aio.insecure_channel(settings.payment_target)
+    channel = service_channel(settings.payment_target)
     outbox = Outbox(engine, settings.smtp_host, settings.smtp_port, settings.mail_from)
     wake = asyncio.Event()
     desk = Desk(
@@ -111,6 +112,11 @@ async def _first(*waits: object) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s cart %(levelname)s %(message)s")
+    # aiosqlite runs each statement in a thread that must take the GIL back to hand over
+    # its result; while the event loop is busy that waits for the switch interval (5 ms
+    # by default), and a write transaction's statements all wait in turn under SQLite's
+    # one writer lock. A shorter interval lets the result through sooner.
+    sys.setswitchinterval(0.0005)
     settings = load_settings()
     uvloop.run(until_signalled(lambda stop: serve(settings, stop)))
 

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cart_service.desk import Desk
 from cart_service.ledger import activities, create_schema, families, members, registration_events
 from cart_service.model import ActivityInfo
-from cart_service.seats import activity_infos
+from cart_service.seats import find_activities
 from cart_service.snapshots import event_row
-from waitroom.db import reading
+from waitroom.db import reading, writing
 from waitroom.validation import FieldError
 
 KINDS = ("day_camp", "course")
@@ -52,17 +52,17 @@ async def search(
     now = desk.clock_ms()
     async with reading(desk.engine) as conn:
         event = await event_row(conn, event_id)
-        query = select(activities).where(activities.c.event_id == event_id)
+        where = [activities.c.event_id == event_id]
         if parks:
-            query = query.where(activities.c.park.in_(list(parks)))
+            where.append(activities.c.park.in_(list(parks)))
         if age_groups:
-            query = query.where(activities.c.age_group.in_(list(age_groups)))
+            where.append(activities.c.age_group.in_(list(age_groups)))
         if kind:
-            query = query.where(activities.c.kind == kind)
+            where.append(activities.c.kind == kind)
         order = (activities.c.park, activities.c.age_group, activities.c.starts_on)
-        rows = [] if facets_only else (await conn.execute(query.order_by(*order))).all()
+        found = [] if facets_only else await find_activities(conn, now, *where, order=order)
         return Found(
-            await activity_infos(conn, rows, now),
+            found,
             await _distinct(conn, activities.c.park, event_id),
             await _distinct(conn, activities.c.age_group, event_id),
             bool(event.payment_deferred),
@@ -85,7 +85,7 @@ async def load_catalogue(
     row), its activities and the families not known yet in one transaction. Returns False,
     changing nothing, when the event is already there."""
     await create_schema(engine)
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         present = (
             await conn.execute(
                 select(registration_events.c.id).where(registration_events.c.id == event["id"])

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cart_service import families as family_records
-from cart_service.desk import Desk, cart_for_update, open_cart, touch
+from cart_service.desk import Desk, cart_for_update, open_cart, touch, update_cart
 from cart_service.family_rules import check_payer
-from cart_service.ledger import carts, members
+from cart_service.ledger import members
 from cart_service.model import CartSnapshot, CheckoutResult, Line, Receipt, Session
 from cart_service.payment_port import CardInput, PaymentResult, PaymentUnreachable
 from cart_service.settlement import apply_payment, confirm, unlock
@@ -32,11 +32,7 @@ async def accept_conditions(desk: Desk, session: Session, accepted: bool) -> Car
         raise FieldError("must_accept", "accepted")
     async with writing(desk.engine) as conn:
         cart = await open_cart(desk, conn, session)
-        await conn.execute(
-            update(carts)
-            .where(carts.c.id == cart.id)
-            .values(conditions_accepted_at_ms=desk.clock_ms())
-        )
+        await update_cart(conn, cart.id, conditions_accepted_at_ms=desk.clock_ms())
         await touch(desk, conn, cart)
     return await desk.snapshot(session)
 
@@ -70,15 +66,13 @@ async def checkout(desk: Desk, session: Session, key: str, card: CardInput) -> C
             if event.payment_deferred:
                 receipt = await confirm(desk, conn, cart, key, None, total, now)
             else:
-                await conn.execute(
-                    update(carts)
-                    .where(carts.c.id == cart.id)
-                    .values(
-                        status="paying",
-                        payment_key=key,
-                        total_cents=total,
-                        locked_until_ms=now + desk.lock_ms,
-                    )
+                await update_cart(
+                    conn,
+                    cart.id,
+                    status="paying",
+                    payment_key=key,
+                    total_cents=total,
+                    locked_until_ms=now + desk.lock_ms,
                 )
     if receipt is not None:  # payment deferred: confirmed without charging
         desk.on_confirmed()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, bindparam, case, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -45,11 +45,25 @@ class Desk:
         return await read_snapshot(self.engine, session, self.clock_ms())
 
 
+# Built once: every cart call runs them.
+_CART_FOR_UPDATE = select(carts).where(carts.c.id == bindparam("cart_id")).with_for_update()
+_UPDATE_CART = update(carts).where(carts.c.id == bindparam("cart_id"))
+_TOUCH = _UPDATE_CART.values(
+    hold_expires_at_ms=case(
+        (exists().where(cart_items.c.cart_id == bindparam("cart_id")), bindparam("expires")),
+        else_=0,
+    )
+)
+
+
 async def cart_for_update(conn: AsyncConnection, cart_id: str) -> Row[Any] | None:
     """The cart's row, locked until the transaction ends (or None)."""
-    return (
-        await conn.execute(select(carts).where(carts.c.id == cart_id).with_for_update())
-    ).one_or_none()
+    return (await conn.execute(_CART_FOR_UPDATE, {"cart_id": cart_id})).one_or_none()
+
+
+async def update_cart(conn: AsyncConnection, cart_id: str, **values: Any) -> None:
+    """Set ``values`` (column=value) on the cart's row."""
+    await conn.execute(_UPDATE_CART, {"cart_id": cart_id, **values})
 
 
 def _insert_ignore(conn: AsyncConnection) -> Any:
@@ -64,29 +78,27 @@ async def open_cart(desk: Desk, conn: AsyncConnection, session: Session) -> Row[
     locked for a payment or already paid. An expired hold's items are dropped first."""
     now = desk.clock_ms()
     event = await event_row(conn, session.event_id)
-    await conn.execute(
-        _insert_ignore(conn).values(
-            id=session.cart_id,
-            event_id=event.id,
-            status="open",
-            hold_expires_at_ms=0,
-            extension_used=False,
-            created_at_ms=now,
-        )
-    )
     cart = await cart_for_update(conn, session.cart_id)
-    assert cart is not None
+    if cart is None:  # the session's first change (a concurrent first one may win: fine)
+        await conn.execute(
+            _insert_ignore(conn).values(
+                id=session.cart_id,
+                event_id=event.id,
+                status="open",
+                hold_expires_at_ms=0,
+                extension_used=False,
+                created_at_ms=now,
+            )
+        )
+        cart = await cart_for_update(conn, session.cart_id)
+        assert cart is not None
     if cart.status == "paying":
         raise Refused("cart_locked", locked_until=str(cart.locked_until_ms or 0))
     if cart.status in ("paid", "confirmed"):
         raise Refused("cart_closed")
     if 0 < cart.hold_expires_at_ms <= now:
         await conn.execute(delete(cart_items).where(cart_items.c.cart_id == cart.id))
-        await conn.execute(
-            update(carts)
-            .where(carts.c.id == cart.id)
-            .values(hold_expires_at_ms=0, extension_used=False)
-        )
+        await update_cart(conn, cart.id, hold_expires_at_ms=0, extension_used=False)
         cart = await cart_for_update(conn, session.cart_id)
         assert cart is not None
     return cart
@@ -94,13 +106,11 @@ async def open_cart(desk: Desk, conn: AsyncConnection, session: Session) -> Row[
 
 async def touch(desk: Desk, conn: AsyncConnection, cart: Row[Any]) -> None:
     """Every change restarts the hold (FAQ 8) when the cart holds something."""
-    held = (
-        await conn.execute(select(func.count()).where(cart_items.c.cart_id == cart.id))
-    ).scalar_one()
+    holds_something = exists().where(cart_items.c.cart_id == cart.id)
     await conn.execute(
         update(carts)
         .where(carts.c.id == cart.id)
-        .values(hold_expires_at_ms=desk.clock_ms() + desk.hold_ms if held else 0)
+        .values(hold_expires_at_ms=case((holds_something, desk.clock_ms() + desk.hold_ms), else_=0))
     )
 
 

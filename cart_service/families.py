@@ -14,8 +14,8 @@ from typing import Any
 
 import email_validator
 import phonenumbers
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cart_service.ledger import families, members
 from waitroom.db import reading
@@ -90,23 +90,24 @@ async def identify(engine: AsyncEngine, client_number: str, phone: str) -> Famil
         raise IdentityError("invalid_client_number", "client_number")
     normalized = normalize_phone(phone)
     async with reading(engine) as conn:
-        row = (
-            await conn.execute(select(families).where(families.c.client_number == client_number))
-        ).one_or_none()
+        row = (await conn.execute(_FAMILY, {"client_number": client_number})).one_or_none()
         if row is None:
             raise IdentityError("unknown_client", "client_number")
         if row.principal_phone != normalized:
             raise IdentityError("phone_mismatch", "phone")
-        people = (
-            await conn.execute(
-                select(members)
-                .where(members.c.client_number == client_number)
-                .order_by(members.c.birth_date)
-            )
-        ).all()
-    return Family(
-        client_number=row.client_number,
-        principal_phone=row.principal_phone,
-        email=row.email,
-        members=tuple(member_of(p) for p in people),
-    )
+        people = await members_of(conn, client_number)
+    return Family(row.client_number, row.principal_phone, row.email, tuple(people))
+
+
+async def members_of(conn: AsyncConnection, client_number: str) -> list[Member]:
+    """The members of a family, eldest first."""
+    rows = (await conn.execute(_MEMBERS, {"client_number": client_number})).all()
+    return [member_of(row) for row in rows]
+
+
+_FAMILY = select(families).where(families.c.client_number == bindparam("client_number"))
+_MEMBERS = (
+    select(members)
+    .where(members.c.client_number == bindparam("client_number"))
+    .order_by(members.c.birth_date)
+)

@@ -12,12 +12,12 @@ import secrets
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cart_service import families as family_records
-from cart_service.desk import Desk, day_of, open_cart, touch
-from cart_service.ledger import carts, members
+from cart_service.desk import Desk, day_of, open_cart, touch, update_cart
+from cart_service.ledger import members
 from cart_service.model import CartSnapshot, Session
 from cart_service.snapshots import live_items
 from waitroom.db import writing
@@ -35,9 +35,7 @@ async def identify(desk: Desk, session: Session, client_number: str, phone: str)
         live = await live_items(conn, cart, desk.clock_ms())
         if cart.client_number not in (None, family.client_number) and live:
             raise Refused("other_family_in_cart", "client_number")
-        await conn.execute(
-            update(carts).where(carts.c.id == cart.id).values(client_number=family.client_number)
-        )
+        await update_cart(conn, cart.id, client_number=family.client_number)
     return await desk.snapshot(session)
 
 
@@ -101,11 +99,7 @@ async def set_payer(
         if payer is None:
             raise FieldError("unknown_member", "member")
         await check_payer(conn, cart, payer, desk.clock_ms())
-        await conn.execute(
-            update(carts)
-            .where(carts.c.id == cart.id)
-            .values(payer_member=payer.id, payer_email=address)
-        )
+        await update_cart(conn, cart.id, payer_member=payer.id, payer_email=address)
         await touch(desk, conn, cart)
     return await desk.snapshot(session)
 
@@ -123,19 +117,19 @@ async def check_payer(
         raise Refused("payer_must_be_responsible", "member")
 
 
+_MEMBER_OF_FAMILY = select(members).where(
+    members.c.id == bindparam("member_id"), members.c.client_number == bindparam("client_number")
+)
+
+
 async def family_member(
     conn: AsyncConnection, cart: Row[Any], member_id: str, field_name: str
 ) -> family_records.Member:
     """A member of the cart's identified family; FieldError ``unknown_member`` otherwise."""
     if cart.client_number is None:
         raise Refused("family_not_identified", "client_number")
-    row = (
-        await conn.execute(
-            select(members).where(
-                members.c.id == member_id.strip(), members.c.client_number == cart.client_number
-            )
-        )
-    ).one_or_none()
+    params = {"member_id": member_id.strip(), "client_number": cart.client_number}
+    row = (await conn.execute(_MEMBER_OF_FAMILY, params)).one_or_none()
     if row is None:
         raise FieldError("unknown_member", field_name)
     return family_records.member_of(row)

@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cart_service import families as family_records
 from cart_service.desk import Desk, open_cart, touch
 from cart_service.family_rules import family_member
-from cart_service.ledger import cart_items, carts, registrations, waiting_list
+from cart_service.ledger import cart_items, carts, waiting_list
 from cart_service.model import CartSnapshot, Outcome, Session
-from cart_service.seats import live, locked_activity, taken
+from cart_service.seats import Candidate, candidates, lock_activities
 from cart_service.snapshots import cart_row, live_items
 from waitroom.db import reading, writing
 from waitroom.metrics import CART_EXPIRED, CART_EXTENSIONS, CART_HOLDS
@@ -43,10 +43,19 @@ async def add_items(
     async with writing(desk.engine) as conn:
         cart = await open_cart(desk, conn, session)
         member = await family_member(conn, cart, participant, "participant")
-        results: dict[str, Outcome] = {}
-        for activity_id in sorted(wanted):  # lock activities in one order: no deadlock
-            results[activity_id] = await _hold(conn, cart, member, activity_id, now)
-        if any(o.outcome == "held" for o in results.values()):
+        await lock_activities(conn, session.event_id, wanted)
+        found = await candidates(conn, session.event_id, wanted, member.id, now)
+        results = {a: _outcome(a, found.get(a), cart.id, member) for a in wanted}
+        held = [found[a].activity for a, o in results.items() if o.outcome == "held"]
+        if held:
+            await conn.execute(
+                insert(cart_items),
+                [
+                    {"cart_id": cart.id, "activity_id": act.id, "participant": member.id,
+                     "price_cents": act.price_cents}
+                    for act in held
+                ],
+            )  # fmt: skip
             await touch(desk, conn, cart)
     snapshot = await desk.snapshot(session)
     for outcome in results.values():
@@ -118,13 +127,18 @@ async def join_waiting_list(
     async with writing(desk.engine) as conn:
         cart = await open_cart(desk, conn, session)
         member = await family_member(conn, cart, participant, "participant")
-        act = await locked_activity(conn, session.event_id, activity_id)
-        if act is None:
+        await lock_activities(conn, session.event_id, [activity_id])
+        found = (await candidates(conn, session.event_id, [activity_id], member.id, now)).get(
+            activity_id
+        )
+        if found is None:
             raise NotFound("unknown_activity", "activity_id")
-        refusal = ineligible(act, member) or await _registered(conn, activity_id, member.id)
+        refusal = ineligible(found.activity, member) or (
+            ("already_registered", "") if found.registered else None
+        )
         if refusal is not None:
             raise Refused(refusal[0], "participant", detail=refusal[1])
-        if await taken(conn, activity_id, now) < act.capacity:
+        if found.taken < found.activity.capacity:
             raise Refused("places_left", "activity_id")
         entry = await _waiting_entry(conn, activity_id, member.id)
         if entry is None:
@@ -184,20 +198,6 @@ def ineligible(act: Row[Any], member: family_records.Member) -> tuple[str, str] 
     return None
 
 
-async def _registered(
-    conn: AsyncConnection, activity_id: str, participant: str
-) -> tuple[str, str] | None:
-    found = (
-        await conn.execute(
-            select(func.count()).where(
-                registrations.c.activity_id == activity_id,
-                registrations.c.participant == participant,
-            )
-        )
-    ).scalar_one()
-    return ("already_registered", "") if found else None
-
-
 async def _waiting_entry(
     conn: AsyncConnection, activity_id: str, participant: str
 ) -> Any:  # a (id, joined_at_ms) row, or None
@@ -211,39 +211,21 @@ async def _waiting_entry(
     ).one_or_none()
 
 
-async def _hold(
-    conn: AsyncConnection, cart: Row[Any], member: family_records.Member, activity_id: str, now: int
+def _outcome(
+    activity_id: str, found: Candidate | None, cart_id: str, member: family_records.Member
 ) -> Outcome:
-    act = await locked_activity(conn, cart.event_id, activity_id)
-    if act is None:
+    """What asking for a seat in ``found`` gives ``member``, counted under the lock."""
+    if found is None:
         return Outcome(activity_id, "refused", "unknown_activity")
-    refusal = ineligible(act, member) or await _registered(conn, activity_id, member.id)
+    refusal = ineligible(found.activity, member)
     if refusal is not None:
         return Outcome(activity_id, "refused", *refusal)
-    holders = (
-        await conn.execute(
-            select(cart_items.c.cart_id)
-            .select_from(cart_items.join(carts, carts.c.id == cart_items.c.cart_id))
-            .where(
-                cart_items.c.activity_id == activity_id,
-                cart_items.c.participant == member.id,
-                live(now),
-            )
-        )
-    ).scalars()
-    holder = next(iter(holders), None)
-    if holder == cart.id:
+    if found.registered:
+        return Outcome(activity_id, "refused", "already_registered")
+    if found.holder == cart_id:
         return Outcome(activity_id, "refused", "already_in_cart")
-    if holder is not None:
+    if found.holder is not None:
         return Outcome(activity_id, "refused", "already_in_another_cart")
-    if await taken(conn, activity_id, now) >= act.capacity:
+    if found.taken >= found.activity.capacity:
         return Outcome(activity_id, "full")
-    await conn.execute(
-        insert(cart_items).values(
-            cart_id=cart.id,
-            activity_id=activity_id,
-            participant=member.id,
-            price_cents=act.price_cents,
-        )
-    )
     return Outcome(activity_id, "held")

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 import jinja2
-from sqlalchemy import insert, select, update
+from sqlalchemy import Select, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cart_service.formats import money_en, money_fr
@@ -72,48 +72,75 @@ async def queue_confirmation(
 
 @dataclass(slots=True)
 class Outbox:
+    """Sends what the outbox holds. Several cart-service replicas on PostgreSQL flush
+    the same outbox: each email is claimed (``FOR UPDATE SKIP LOCKED``) by the replica
+    that sends it, so it goes once, and a replica that dies while sending releases it
+    with its transaction. On SQLite there is one cart process (the service's rule), and
+    no transaction stays open across a send: it would hold the one write lock."""
+
     engine: AsyncEngine
     smtp_host: str
     smtp_port: int
     mail_from: str
     timeout_s: float = 10.0
 
-    async def flush(self, now_ms: int) -> int:
-        """Send every queued email; returns how many went. Failures stay queued."""
+    async def flush(self, now_ms: int, batch: int = 100) -> int:
+        """Send queued emails (``batch`` at most); returns how many went. Failures stay
+        queued, with their attempt counted."""
+        if self.engine.dialect.name == "sqlite":
+            return await self._flush_alone(now_ms, batch)
+        sent = 0
+        for _ in range(batch):
+            async with writing(self.engine) as conn:
+                row = (
+                    await conn.execute(_pending().limit(1).with_for_update(skip_locked=True))
+                ).one_or_none()
+                if row is None:
+                    break
+                error = await self._send(row)
+                await _record_attempt(conn, row, now_ms, error)
+            sent += error is None
+        return sent
+
+    async def _flush_alone(self, now_ms: int, batch: int) -> int:
         async with reading(self.engine) as conn:
-            pending = (
-                await conn.execute(
-                    select(outbox)
-                    .where(outbox.c.sent_at_ms.is_(None), outbox.c.attempts < MAX_ATTEMPTS)
-                    .order_by(outbox.c.id)
-                    .limit(100)
-                )
-            ).all()
+            pending = (await conn.execute(_pending().limit(batch))).all()
         sent = 0
         for row in pending:
-            message = EmailMessage()
-            message["From"] = self.mail_from
-            message["To"] = row.recipient
-            message["Subject"] = row.subject
-            message.set_content(row.body)
-            try:
-                await aiosmtplib.send(
-                    message, hostname=self.smtp_host, port=self.smtp_port, timeout=self.timeout_s
-                )
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                log.warning("email for cart %s not sent yet: %s", row.cart_id, exc)
-                async with writing(self.engine) as conn:
-                    await conn.execute(
-                        update(outbox)
-                        .where(outbox.c.id == row.id)
-                        .values(attempts=row.attempts + 1, last_error=str(exc)[:500])
-                    )
-                continue
+            error = await self._send(row)
             async with writing(self.engine) as conn:
-                await conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row.id)
-                    .values(sent_at_ms=now_ms, attempts=row.attempts + 1)
-                )
-            sent += 1
+                await _record_attempt(conn, row, now_ms, error)
+            sent += error is None
         return sent
+
+    async def _send(self, row: Any) -> str | None:
+        """Hand one email to the SMTP server; None when it took it, else why not."""
+        message = EmailMessage()
+        message["From"] = self.mail_from
+        message["To"] = row.recipient
+        message["Subject"] = row.subject
+        message.set_content(row.body)
+        try:
+            await aiosmtplib.send(
+                message, hostname=self.smtp_host, port=self.smtp_port, timeout=self.timeout_s
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            log.warning("email for cart %s not sent yet: %s", row.cart_id, exc)
+            return str(exc)[:500]
+        return None
+
+
+def _pending() -> Select[Any]:
+    return (
+        select(outbox)
+        .where(outbox.c.sent_at_ms.is_(None), outbox.c.attempts < MAX_ATTEMPTS)
+        .order_by(outbox.c.id)
+    )
+
+
+async def _record_attempt(conn: AsyncConnection, row: Any, now_ms: int, error: str | None) -> None:
+    if error is None:
+        values: dict[str, Any] = {"sent_at_ms": now_ms, "attempts": row.attempts + 1}
+    else:
+        values = {"attempts": row.attempts + 1, "last_error": error}
+    await conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))

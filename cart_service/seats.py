@@ -5,18 +5,25 @@ of an open cart whose hold still runs, or by an item of a cart locked for paymen
 expired hold frees its seats the instant it expires, with nothing to sweep, and a crash
 can never leave a seat taken by nobody.
 
-Whoever counts in order to take a seat first locks the activity's row
-(``locked_activity``: ``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's transaction
-already holds the database's write lock), so two families can never both count the same
-last seat as free.
+Whoever counts in order to take a seat first locks the activities' rows
+(``lock_activities``: ``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the transaction
+already holds the database's write lock), and counts in a later statement, which sees
+every commit made before the lock was granted: two families can never both count the
+same last seat as free.
+
+Counts are correlated subqueries of the query that reads the activities, so a cart call
+costs one round trip to the database for its seats, not one per activity and table: on
+SQLite every statement is a hop to aiosqlite's thread and back, and under load each hop
+waits for the GIL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cart_service.ledger import activities, cart_items, carts, registrations, waiting_list
@@ -24,95 +31,148 @@ from cart_service.model import ActivityInfo
 from waitroom.db import reading
 
 
-def live(now: int) -> Any:
-    """Carts whose items hold seats: open with a running hold, or locked for payment."""
+def live(now: Any) -> Any:
+    """Carts whose items hold seats: open with a running hold, or locked for payment.
+    ``now``: milliseconds, or a bound parameter of a statement built once."""
     return or_(
         and_(carts.c.status == "open", carts.c.hold_expires_at_ms > now),
         carts.c.status == "paying",
     )
 
 
-async def taken(conn: AsyncConnection, activity_id: str, now: int) -> int:
-    """Seats of one activity taken at ``now``."""
-    counts = await taken_counts(conn, [activity_id], now)
-    return counts.get(activity_id, 0)
-
-
-async def taken_counts(conn: AsyncConnection, ids: Iterable[str], now: int) -> dict[str, int]:
-    """Seats taken at ``now``, for each activity id (registrations plus live holds)."""
-    wanted = list(ids)
-    counts: dict[str, int] = dict.fromkeys(wanted, 0)
-    if not wanted:
-        return counts
-    confirmed = (
-        select(registrations.c.activity_id, func.count())
-        .where(registrations.c.activity_id.in_(wanted))
-        .group_by(registrations.c.activity_id)
+def taken_column(now: Any) -> ColumnElement[int]:
+    """Seats of the enclosing query's activity taken at ``now`` (registrations + holds)."""
+    registered = (
+        select(func.count())
+        .select_from(registrations)
+        .where(registrations.c.activity_id == activities.c.id)
+        .correlate(activities)
+        .scalar_subquery()
     )
     held = (
-        select(cart_items.c.activity_id, func.count())
+        select(func.count())
         .select_from(cart_items.join(carts, carts.c.id == cart_items.c.cart_id))
-        .where(cart_items.c.activity_id.in_(wanted), live(now))
-        .group_by(cart_items.c.activity_id)
+        .where(cart_items.c.activity_id == activities.c.id, live(now))
+        .correlate(activities)
+        .scalar_subquery()
     )
-    for query in (confirmed, held):
-        for activity_id, n in (await conn.execute(query)).all():
-            counts[activity_id] += int(n)
-    return counts
+    return (registered + held).label("taken")
 
 
-async def activity_infos(
-    conn: AsyncConnection, rows: Sequence[Row[Any]], now: int
-) -> list[ActivityInfo]:
-    """``activities`` rows with their places left and waiting-list lengths at ``now``."""
-    ids = [row.id for row in rows]
-    counts = await taken_counts(conn, ids, now)
-    waiting: dict[str, int] = {}
-    if ids:
-        waiting = {
-            activity_id: int(n)
-            for activity_id, n in (
-                await conn.execute(
-                    select(waiting_list.c.activity_id, func.count())
-                    .where(waiting_list.c.activity_id.in_(ids))
-                    .group_by(waiting_list.c.activity_id)
-                )
-            ).all()
-        }
-    return [
-        ActivityInfo(
-            id=row.id,
-            kind=row.kind,
-            title=row.title,
-            park=row.park,
-            age_group=row.age_group,
-            starts_on=row.starts_on,
-            ends_on=row.ends_on,
-            price_cents=row.price_cents,
-            capacity=row.capacity,
-            places_left=max(0, row.capacity - counts[row.id]),
-            min_age=row.min_age,
-            max_age=row.max_age,
-            class_min=row.class_min,
-            class_max=row.class_max,
-            childcare=bool(row.childcare),
-            waiting=waiting.get(row.id, 0),
-        )
-        for row in rows
-    ]
-
-
-async def locked_activity(
-    conn: AsyncConnection, event_id: str, activity_id: str
-) -> Row[Any] | None:
-    """The event's activity row, locked until the transaction ends (or None)."""
+def waiting_column() -> ColumnElement[int]:
+    """The length of the enclosing query's activity's waiting list."""
     return (
-        await conn.execute(
-            select(activities)
-            .where(activities.c.id == activity_id, activities.c.event_id == event_id)
-            .with_for_update()
+        select(func.count())
+        .select_from(waiting_list)
+        .where(waiting_list.c.activity_id == activities.c.id)
+        .correlate(activities)
+        .scalar_subquery()
+        .label("waiting")
+    )
+
+
+def info_of(row: Any) -> ActivityInfo:
+    """An ActivityInfo from a row with the activity's columns, ``taken`` and ``waiting``."""
+    return ActivityInfo(
+        id=row.id,
+        kind=row.kind,
+        title=row.title,
+        park=row.park,
+        age_group=row.age_group,
+        starts_on=row.starts_on,
+        ends_on=row.ends_on,
+        price_cents=row.price_cents,
+        capacity=row.capacity,
+        places_left=max(0, row.capacity - int(row.taken)),
+        min_age=row.min_age,
+        max_age=row.max_age,
+        class_min=row.class_min,
+        class_max=row.class_max,
+        childcare=bool(row.childcare),
+        waiting=int(row.waiting),
+    )
+
+
+async def find_activities(
+    conn: AsyncConnection, now: int, *where: Any, order: Sequence[Any] = ()
+) -> list[ActivityInfo]:
+    """The activities matching ``where``, with places left and waiting lists, in one query."""
+    query = select(activities, taken_column(now), waiting_column()).where(*where)
+    return [info_of(row) for row in (await conn.execute(query.order_by(*order))).all()]
+
+
+async def lock_activities(conn: AsyncConnection, event_id: str, ids: Sequence[str]) -> None:
+    """Lock the event's activities ``ids`` in id order until the transaction ends (so two
+    transactions never wait on each other in a circle). SQLite: nothing to do, the
+    transaction holds the database's write lock since ``BEGIN IMMEDIATE``."""
+    if conn.dialect.name == "sqlite" or not ids:
+        return
+    await conn.execute(
+        select(activities.c.id)
+        .where(activities.c.event_id == event_id, activities.c.id.in_(sorted(ids)))
+        .order_by(activities.c.id)
+        .with_for_update()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An activity as a participant would take it: its row, seats taken, and whether the
+    participant is registered in it already or holds it in a live cart (which one)."""
+
+    activity: Row[Any]
+    taken: int
+    registered: bool
+    holder: str | None
+
+
+def _candidates_query() -> Any:
+    now: Any = bindparam("now")
+    participant: Any = bindparam("participant")
+    registered = (
+        select(func.count())
+        .select_from(registrations)
+        .where(
+            registrations.c.activity_id == activities.c.id,
+            registrations.c.participant == participant,
         )
-    ).one_or_none()
+        .correlate(activities)
+        .scalar_subquery()
+        .label("registered_self")
+    )
+    holder = (
+        select(cart_items.c.cart_id)
+        .select_from(cart_items.join(carts, carts.c.id == cart_items.c.cart_id))
+        .where(
+            cart_items.c.activity_id == activities.c.id,
+            cart_items.c.participant == participant,
+            live(now),
+        )
+        .limit(1)
+        .correlate(activities)
+        .scalar_subquery()
+        .label("holder")
+    )
+    return select(activities, taken_column(now), registered, holder).where(
+        activities.c.event_id == bindparam("event_id"),
+        activities.c.id.in_(bindparam("ids", expanding=True)),
+    )
+
+
+# Built once: every cart call that takes a seat runs it (construction is half the cost).
+_CANDIDATES = _candidates_query()
+
+
+async def candidates(
+    conn: AsyncConnection, event_id: str, ids: Sequence[str], participant: str, now: int
+) -> dict[str, Candidate]:
+    """Each of the event's activities ``ids`` as ``participant`` would take it, counted
+    now: call ``lock_activities`` first, in the same transaction."""
+    params = {"event_id": event_id, "ids": list(ids), "participant": participant, "now": now}
+    return {
+        row.id: Candidate(row, int(row.taken), bool(row.registered_self), row.holder)
+        for row in (await conn.execute(_CANDIDATES, params)).all()
+    }
 
 
 async def seat_levels(engine: AsyncEngine, now: int) -> list[tuple[str, str, int, int, int]]:
@@ -120,26 +180,21 @@ async def seat_levels(engine: AsyncEngine, now: int) -> list[tuple[str, str, int
     async with reading(engine) as conn:
         rows = (
             await conn.execute(
-                select(activities.c.id, activities.c.event_id, activities.c.capacity)
+                select(
+                    activities.c.id,
+                    activities.c.event_id,
+                    activities.c.capacity,
+                    taken_column(now),
+                    select(func.count())
+                    .select_from(registrations)
+                    .where(registrations.c.activity_id == activities.c.id)
+                    .correlate(activities)
+                    .scalar_subquery()
+                    .label("registered"),
+                )
             )
         ).all()
-        counts = await taken_counts(conn, [r.id for r in rows], now)
-        registered: dict[str, int] = dict(
-            (
-                await conn.execute(
-                    select(registrations.c.activity_id, func.count()).group_by(
-                        registrations.c.activity_id
-                    )
-                )
-            ).all()
-        )
     return [
-        (
-            r.event_id,
-            r.id,
-            r.capacity,
-            max(0, r.capacity - counts[r.id]),
-            int(registered.get(r.id, 0)),
-        )
+        (r.event_id, r.id, r.capacity, max(0, r.capacity - int(r.taken)), int(r.registered))
         for r in rows
     ]

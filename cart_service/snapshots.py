@@ -8,9 +8,12 @@ it. Receipts are reprinted from their two numbers (Québec FAQ 14).
 from __future__ import annotations
 
 import secrets
+import time
+import weakref
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cart_service import families as family_records
@@ -23,52 +26,85 @@ from cart_service.ledger import (
     registrations,
 )
 from cart_service.model import CartSnapshot, Line, Payer, Receipt, Session
-from cart_service.seats import activity_infos
+from cart_service.seats import info_of, taken_column, waiting_column
 from waitroom.db import reading
 from waitroom.validation import FieldError, NotFound
 
 _OWNER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off paper
 
 
+# Registration events change seldom (title, currency, time zone, deferred payment) and
+# are read by every call: each process keeps them this long.
+EVENT_CACHE_MS = 5_000
+_events: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, Row[Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def event_row(conn: AsyncConnection, event_id: str) -> Row[Any]:
-    """The registration event's row; NotFound ``unknown_event``."""
+    """The registration event's row (read at most every ``EVENT_CACHE_MS`` per process);
+    NotFound ``unknown_event``."""
+    cache = _events.setdefault(conn.sync_engine, {})
+    now = time.monotonic()
+    cached = cache.get(event_id)
+    if cached is not None and cached[0] > now:
+        return cached[1]
     event = (
         await conn.execute(select(registration_events).where(registration_events.c.id == event_id))
     ).one_or_none()
     if event is None:
         raise NotFound("unknown_event")
+    cache[event_id] = (now + EVENT_CACHE_MS / 1000, event)
     return event
 
 
+_CART = select(carts).where(carts.c.id == bindparam("cart_id"))
+
+
 async def cart_row(conn: AsyncConnection, cart_id: str) -> Row[Any] | None:
-    return (await conn.execute(select(carts).where(carts.c.id == cart_id))).one_or_none()
+    return (await conn.execute(_CART, {"cart_id": cart_id})).one_or_none()
+
+
+def _lines_query(table: Any) -> Any:
+    return (
+        select(
+            table.c.participant,
+            table.c.price_cents.label("line_price_cents"),
+            members.c.first_name,
+            members.c.last_name,
+            activities,
+            taken_column(bindparam("now")),
+            waiting_column(),
+        )
+        .select_from(
+            table.join(activities, activities.c.id == table.c.activity_id).outerjoin(
+                members, members.c.id == table.c.participant
+            )
+        )
+        .where(table.c.cart_id == bindparam("cart_id"))
+        .order_by(table.c.id)
+    )
+
+
+# Built once (every cart call reads its lines): held items, and registrations.
+_LINES = {
+    cart_items.name: _lines_query(cart_items),
+    registrations.name: _lines_query(registrations),
+}
 
 
 async def lines_of(conn: AsyncConnection, cart_id: str, table: Any, now: int) -> list[Line]:
-    """The lines of a cart from ``cart_items`` (held) or ``registrations`` (confirmed)."""
-    rows = (
-        await conn.execute(
-            select(table.c.activity_id, table.c.participant, table.c.price_cents)
-            .where(table.c.cart_id == cart_id)
-            .order_by(table.c.id)
-        )
-    ).all()
-    if not rows:
-        return []
-    ids = sorted({r.activity_id for r in rows})
-    acts = (await conn.execute(select(activities).where(activities.c.id.in_(ids)))).all()
-    infos = {info.id: info for info in await activity_infos(conn, acts, now)}
-    people = {
-        p.id: f"{p.first_name} {p.last_name}"
-        for p in (
-            await conn.execute(
-                select(members).where(members.c.id.in_(sorted({r.participant for r in rows})))
-            )
-        ).all()
-    }
+    """The lines of a cart from ``cart_items`` (held) or ``registrations`` (confirmed),
+    with their activities' places left, in one query."""
+    rows = await conn.execute(_LINES[table.name], {"cart_id": cart_id, "now": now})
     return [
-        Line(infos[r.activity_id], r.participant, people.get(r.participant, ""), r.price_cents)
-        for r in rows
+        Line(
+            info_of(row),
+            row.participant,
+            f"{row.first_name} {row.last_name}" if row.first_name is not None else "",
+            row.line_price_cents,
+        )
+        for row in rows.all()
     ]
 
 
@@ -79,26 +115,26 @@ async def live_items(conn: AsyncConnection, cart: Row[Any], now: int) -> list[Li
     return await lines_of(conn, cart.id, cart_items, now)
 
 
-async def payer_of(conn: AsyncConnection, cart: Row[Any]) -> Payer | None:
+async def payer_of(
+    conn: AsyncConnection, cart: Row[Any], family: Sequence[family_records.Member] = ()
+) -> Payer | None:
+    """The cart's payer, found among ``family`` when given (no query), else read."""
     if cart.payer_member is None:
         return None
-    row = (
-        await conn.execute(select(members).where(members.c.id == cart.payer_member))
-    ).one_or_none()
-    if row is None:
-        return None
-    return Payer(row.id, f"{row.first_name} {row.last_name}", cart.payer_email or "")
+    person = next((m for m in family if m.id == cart.payer_member), None)
+    if person is None:
+        row = (
+            await conn.execute(select(members).where(members.c.id == cart.payer_member))
+        ).one_or_none()
+        if row is None:
+            return None
+        person = family_records.member_of(row)
+    return Payer(person.id, f"{person.first_name} {person.last_name}", cart.payer_email or "")
 
 
 async def family_members(conn: AsyncConnection, client_number: str) -> list[family_records.Member]:
-    rows = (
-        await conn.execute(
-            select(members)
-            .where(members.c.client_number == client_number)
-            .order_by(members.c.birth_date)
-        )
-    ).all()
-    return [family_records.member_of(row) for row in rows]
+    """The family's members, eldest first."""
+    return await family_records.members_of(conn, client_number)
 
 
 async def snapshot(conn: AsyncConnection, session: Session, now: int) -> CartSnapshot:
@@ -127,7 +163,7 @@ async def snapshot(conn: AsyncConnection, session: Session, now: int) -> CartSna
         released=released,
         client_number=cart.client_number or "",
         members=people,
-        payer=await payer_of(conn, cart),
+        payer=await payer_of(conn, cart, people),
         conditions_accepted=cart.conditions_accepted_at_ms is not None,
         total_cents=sum(line.price_cents for line in items),
         currency=event.currency,

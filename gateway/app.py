@@ -7,7 +7,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
-import grpc
 from aiohttp import web
 
 from gateway import admin, pages, public, registration
@@ -15,6 +14,7 @@ from gateway.heartbeats import HeartbeatBuffer
 from gateway.joiner import JoinCoalescer
 from gateway.replies import FALLBACK_PATH, error, reply, unmatched
 from gateway.state import GATEWAY, Gateway
+from waitroom.channels import service_channel
 from waitroom.metrics import exposition
 from waitroom.pb.cart.v1 import cart_pb2_grpc
 from waitroom.redis_conn import make_redis
@@ -45,7 +45,7 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         verifier=AdmissionVerifier.from_settings(settings),
         ticket_secret=settings.ticket_secret_bytes(),
     )
-    channel = grpc.aio.insecure_channel(settings.cart_target)
+    channel = service_channel(settings.cart_target)
     gw.cart = cart_pb2_grpc.CartServiceStub(channel)
     app[GATEWAY] = gw
     stop = asyncio.Event()

@@ -33,7 +33,7 @@ from cart_service.catalogue import load_catalogue
 from cart_service.families import normalize_phone
 from cart_service.ledger import activities, registrations
 from waitroom import audit
-from waitroom.db import make_engine
+from waitroom.db import create_database, drop_database, make_engine, reading
 from waitroom.devstack import LocalStack, http_request
 from waitroom.redis_conn import make_redis
 from waitroom.redis_server import die_with_parent, free_port
@@ -54,6 +54,8 @@ class Plan:
     sleep_share: float
     decline_share: float
     gateways: int
+    cart_replicas: int
+    database: str  # "" (SQLite files of the drill's own) or a PostgreSQL server URL
     max_s: int
     out: Path
 
@@ -168,9 +170,24 @@ def run(plan: Plan) -> int:
     run_dir = out / "stack"
     env = _env(plan, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if plan.database:  # a database of the drill's own on that server, dropped at the end
+        ledger = asyncio.run(create_database(plan.database, "waitroom_drill"))
+        env["WAITROOM_DATABASE_URL"] = env["WAITROOM_PAYMENT_DATABASE_URL"] = ledger
+        print(f"drill: ledger in {ledger}", flush=True)
+    try:
+        return _run(plan, env, run_dir)
+    finally:
+        if plan.database:
+            asyncio.run(drop_database(plan.database, env["WAITROOM_DATABASE_URL"]))
+
+
+def _run(plan: Plan, env: dict[str, str], run_dir: Path) -> int:
+    out = plan.out
     print(f"drill: preparing {plan.parents} families and {WEEKS} weeks", flush=True)
     weeks = asyncio.run(_prepare_ledger(env["WAITROOM_DATABASE_URL"], plan))
-    stack = LocalStack(run_dir, env, plan.gateways, log_dir=out / "logs")
+    stack = LocalStack(
+        run_dir, env, plan.gateways, log_dir=out / "logs", cart_replicas=plan.cart_replicas
+    )
     started = time.monotonic()
     try:
         stack.start()
@@ -233,7 +250,7 @@ async def _audit(redis_url: str) -> audit.DrawRecord:
 async def _seats(url: str) -> list[tuple[str, int, int]]:
     engine = make_engine(url)
     try:
-        async with engine.connect() as conn:
+        async with reading(engine) as conn:  # no write lock: the stack may still be writing
             rows = await conn.execute(select(activities.c.id, activities.c.capacity))
             capacity = dict(rows.all())
             sold = dict(
@@ -485,6 +502,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sleep-share", type=float, default=0.05)
     parser.add_argument("--decline-share", type=float, default=0.2)
     parser.add_argument("--gateways", type=int, default=1)
+    parser.add_argument(
+        "--cart-replicas", type=int, default=1, help="cart-service processes (PostgreSQL)"
+    )
+    parser.add_argument(
+        "--database",
+        default="",
+        help="a PostgreSQL URL (postgresql+asyncpg://...): the drill makes a database of its "
+        "own on that server and drops it at the end; default: SQLite files",
+    )
     parser.add_argument("--max-s", type=int, default=0, help="hard stop (default: computed)")
     parser.add_argument("--out", type=Path, default=ROOT / "drill-report")
     args = parser.parse_args(argv)
@@ -498,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
         sleep_share=args.sleep_share,
         decline_share=args.decline_share,
         gateways=args.gateways,
+        cart_replicas=args.cart_replicas,
+        database=args.database,
         max_s=args.max_s or args.draw_in + drain_s * 3 + 300,
         out=args.out.resolve(),
     )

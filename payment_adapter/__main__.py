@@ -36,6 +36,7 @@ async def serve(
         concurrency=settings.provider_concurrency,
         timeout_s=settings.provider_timeout_s,
     )
+    await service.prepare()
     interceptor = CallerInterceptor(
         SERVICE_NAME,
         AdmissionVerifier.from_settings(settings),

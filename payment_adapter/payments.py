@@ -3,9 +3,10 @@
 - The key is the ``payments`` primary key: a double click, a retried gRPC call or a
   second adapter process finds the first payment instead of charging again (and the
   provider is idempotent on the same key besides).
-- At most ``concurrency`` charges are in flight toward the provider: that is the very
-  reason the waiting room exists. A charge that cannot get a slot within the provider
-  timeout is not sent at all (``not_sent``): nothing was charged.
+- At most ``concurrency`` charges are in flight toward the provider, for every adapter
+  replica together (``slots``): that is the very reason the waiting room exists. A
+  charge that cannot get a slot within the provider timeout is not sent at all
+  (``not_sent``): nothing was charged.
 - A provider that does not answer within ``timeout_s`` leaves the payment ``unknown``;
   ``reconcile`` asks the provider what happened (on ``get``, and in the background for
   every payment left unknown or pending by a crash). Never a double charge.
@@ -27,7 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_adapter.cards import parse_card
 from payment_adapter.providers import Answer, Provider, ProviderError
+from payment_adapter.slots import LocalSlots, SharedSlots, slots_for
 from payment_adapter.store import payments
+from waitroom.db import reading, writing
 from waitroom.metrics import PAYMENTS, PAYMENTS_IN_FLIGHT, PROVIDER_LATENCY, timed
 from waitroom.validation import FieldError, NotFound, Refused
 
@@ -80,11 +83,16 @@ class PaymentService:
     concurrency: int = 8
     timeout_s: float = 10.0
     clock_ms: Callable[[], int] = _now_ms
-    _slots: asyncio.Semaphore = field(init=False)
+    _slots: LocalSlots | SharedSlots = field(init=False)
     _in_flight: dict[str, asyncio.Future[PaymentRecord]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._slots = asyncio.Semaphore(self.concurrency)
+        self._slots = slots_for(self.engine, self.concurrency)
+
+    async def prepare(self) -> None:
+        """Ready the provider slots shared with the other replicas (PostgreSQL)."""
+        if isinstance(self._slots, SharedSlots):
+            await self._slots.prepare()
 
     async def charge(
         self,
@@ -111,7 +119,7 @@ class PaymentService:
         existing = await self._get(key)
         if existing is None:
             try:
-                async with self.engine.begin() as conn:
+                async with writing(self.engine) as conn:
                     await conn.execute(
                         insert(payments).values(
                             idempotency_key=key,
@@ -155,7 +163,7 @@ class PaymentService:
         """Reconcile every unsettled payment older than ``older_than_ms`` (a crash's
         leftovers, late answers); returns how many were settled."""
         cutoff = self.clock_ms() - older_than_ms
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             rows = (
                 await conn.execute(
                     select(payments).where(
@@ -183,26 +191,24 @@ class PaymentService:
     async def _send(
         self, key: str, amount_cents: int, currency: str, card: Any, description: str
     ) -> PaymentRecord:
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.timeout_s)
-        except TimeoutError:
-            log.warning("payment %s not sent: %d payments already in flight", key, self.concurrency)
-            return await self._settle(key, "not_sent", "provider_busy", "", final=True)
-        try:
-            PAYMENTS_IN_FLIGHT.inc()
-            with timed(PROVIDER_LATENCY, self.provider.name, "charge"):
-                answer = await asyncio.wait_for(
-                    self.provider.charge(key, amount_cents, currency, card, description),
-                    self.timeout_s,
+        async with self._slots.hold(self.timeout_s) as slot:
+            if not slot:
+                log.warning("payment %s not sent: %d already in flight", key, self.concurrency)
+                return await self._settle(key, "not_sent", "provider_busy", "", final=True)
+            try:
+                PAYMENTS_IN_FLIGHT.inc()
+                with timed(PROVIDER_LATENCY, self.provider.name, "charge"):
+                    answer = await asyncio.wait_for(
+                        self.provider.charge(key, amount_cents, currency, card, description),
+                        self.timeout_s,
+                    )
+            except (TimeoutError, ProviderError) as exc:
+                log.warning(
+                    "payment %s: no answer from %s (%r); reconcile", key, self.provider.name, exc
                 )
-        except (TimeoutError, ProviderError) as exc:
-            log.warning(
-                "payment %s: no answer from %s (%r); reconcile", key, self.provider.name, exc
-            )
-            return await self._settle(key, "unknown", "", "", final=False)
-        finally:
-            PAYMENTS_IN_FLIGHT.dec()
-            self._slots.release()
+                return await self._settle(key, "unknown", "", "", final=False)
+            finally:
+                PAYMENTS_IN_FLIGHT.dec()
         return await self._apply(key, answer)
 
     async def _reconcile(self, record: PaymentRecord) -> PaymentRecord:
@@ -223,7 +229,7 @@ class PaymentService:
     async def _settle(
         self, key: str, status: str, reason: str, reference: str, *, final: bool
     ) -> PaymentRecord:
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             changed = await conn.execute(
                 update(payments)
                 .where(
@@ -244,7 +250,7 @@ class PaymentService:
         return record
 
     async def _get(self, key: str) -> PaymentRecord | None:
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             row = (
                 await conn.execute(select(payments).where(payments.c.idempotency_key == key))
             ).one_or_none()

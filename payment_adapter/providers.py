@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_adapter.cards import Card
 from payment_adapter.store import sandbox_charges
+from waitroom.db import reading, writing
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ class SandboxProvider:
             reason = DECLINES.get(card.number, "")
             answer = Answer(not reason, reason, f"sbx_{secrets.token_hex(8)}")
             try:
-                async with self._engine.begin() as conn:
+                async with writing(self._engine) as conn:
                     await conn.execute(
                         insert(sandbox_charges).values(
                             idempotency_key=key,
@@ -112,7 +113,7 @@ class SandboxProvider:
             self.in_flight -= 1
 
     async def lookup(self, key: str) -> Answer | None:
-        async with self._engine.connect() as conn:
+        async with reading(self._engine) as conn:
             row = (
                 await conn.execute(
                     select(sandbox_charges).where(sandbox_charges.c.idempotency_key == key)

@@ -8,7 +8,7 @@ reconciliation ask "did you charge this key?" after a timeout, across restarts.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 metadata = MetaData()
@@ -40,6 +40,15 @@ sandbox_charges = Table(
     Column("reason", String(64), nullable=True),
     Column("reference", String(64), nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
+)
+
+
+# One row per payment allowed in flight toward the provider at once, for every adapter
+# replica together (``payment_adapter.slots``; PostgreSQL only).
+provider_slots = Table(
+    "provider_slots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
 )
 
 

@@ -14,14 +14,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cart_service.ledger import create_schema
 from gateway import fastpath
 from gateway.app import create_app
 from queue_service.service import QueueService
-from waitroom.db import make_engine
+from waitroom.db import create_database, drop_database, make_engine
 from waitroom.draw import DrawnOrder
 from waitroom.redis_conn import make_redis
 from waitroom.redis_server import RedisServer
@@ -205,28 +204,16 @@ POSTGRES_URL = os.environ.get(
 
 async def _postgres_database() -> str:
     """A fresh database on the test PostgreSQL; skip (fail on CI) if there is none."""
-    name = f"waitroom_test_{secrets.token_hex(4)}"
-    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        return await create_database(POSTGRES_URL, "waitroom_test")
     except Exception as exc:  # whatever stops us reaching it: refused, auth, timeout
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the ledger tests on PostgreSQL at {POSTGRES_URL}: {exc}")
         pytest.skip(f"no PostgreSQL at {POSTGRES_URL} ({exc}); ledger tests ran on SQLite only")
-    finally:
-        await admin.dispose()
-    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
 
 
 async def _drop_postgres_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
+    await drop_database(POSTGRES_URL, url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

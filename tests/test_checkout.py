@@ -65,6 +65,7 @@ async def test_paid_once_per_key(desk: Desk, payments: ScriptedPayments) -> None
     first = await checkout.checkout(desk, ROY, "key-00000001", CARD)
     assert first.outcome == "paid" and first.receipt is not None
     assert first.receipt.total_cents == 25_000 and len(first.receipt.cart_number) == 8
+    assert [line.activity.places_left for line in first.receipt.lines] == [9, 9]
     again = await checkout.checkout(desk, ROY, "key-00000001", CARD)  # a double submit
     assert again.outcome == "paid" and again.receipt == first.receipt
     assert len(payments.charges) == 1

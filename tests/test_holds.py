@@ -36,6 +36,15 @@ async def test_a_hold_runs_from_the_last_change(desk: Desk) -> None:
     assert [line.activity.id for line in cart.items] == ["a78-w1", "a78-w2"]
 
 
+async def test_a_cart_line_counts_every_family_s_seats(desk: Desk) -> None:
+    other = Session("camp", "other")
+    await family_rules.identify(desk, other, "900001", "418 555-0001")
+    await holds.add_items(desk, other, "K1", ["a78-w1"])
+    cart, _ = await holds.add_items(desk, ROY, "K0", ["a78-w1", "a78-w2"])
+    places = {line.activity.id: line.activity.places_left for line in cart.items}
+    assert places == {"a78-w1": 8, "a78-w2": 9}  # capacity 10 each
+
+
 async def test_the_hold_extends_once(desk: Desk) -> None:
     with pytest.raises(Refused) as caught:
         await holds.extend(desk, ROY)

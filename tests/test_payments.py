@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from payment_adapter.payments import PaymentRecord, PaymentService
 from payment_adapter.providers import SandboxProvider
 from payment_adapter.store import create_schema, sandbox_charges
+from waitroom.db import make_engine
 from waitroom.validation import FieldError, NotFound, Refused
 
 VISA = "4242424242424242"
@@ -97,3 +98,28 @@ async def test_card_refusals_and_declines(engine: AsyncEngine) -> None:
         await pay(service, "key-bad-0002", amount=0)
     assert caught.value.field == "amount_cents"
     assert await _charges(engine) == 1
+
+
+async def test_the_limit_holds_for_every_replica_together(ledger_url: str) -> None:
+    """Two adapter replicas (two engines on one database) never have more than the
+    limit in flight toward the provider between them (PostgreSQL: shared slots)."""
+    if not ledger_url.startswith("postgresql"):
+        pytest.skip("replicas share one PostgreSQL; SQLite runs one adapter process")
+    engines = [make_engine(ledger_url) for _ in range(2)]
+    try:
+        await create_schema(engines[0])
+        provider = SandboxProvider(engines[0], latency_s=0.05)
+        replicas = [PaymentService(e, provider, concurrency=2, timeout_s=5) for e in engines]
+        for replica in replicas:
+            await replica.prepare()
+        records = await asyncio.gather(
+            *(
+                replicas[i % 2].charge(f"key-{i:08d}", f"c{i}", 100, "CAD", VISA, "12/30", "123")
+                for i in range(12)
+            )
+        )
+        assert all(r.status == "approved" for r in records)
+        assert provider.max_in_flight == 2
+    finally:
+        for engine in engines:
+            await engine.dispose()

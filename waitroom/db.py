@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+import sqlite3
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import event
+import aiosqlite
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
@@ -50,7 +53,12 @@ async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     asyncio lock, in order: SQLite admits one writer at a time, and its busy handler makes
     a waiting writer sleep in growing steps (up to 100 ms) instead of taking the lock the
     moment it is free, which under load turns a queue of short transactions into seconds.
-    PostgreSQL needs none of this: its row locks let writers of other rows run at once."""
+    PostgreSQL needs none of this: its row locks let writers of other rows run at once.
+
+    On SQLite every write of a process must come through here: statements run on the
+    event loop's thread (``_InlineConnection``), so a second writer of the same process
+    waiting in SQLite's busy handler would stop the loop, and with it the first writer,
+    until the busy timeout. Queued here, it never reaches SQLite's lock while one runs."""
     if engine.dialect.name != "sqlite":
         async with engine.begin() as conn:
             yield conn
@@ -70,13 +78,75 @@ async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield await conn.execution_options(read_only=True)
 
 
+# How long a statement waits for another process's SQLite write lock. It waits on the
+# event loop's thread (see _InlineConnection): this process's own writers queue in
+# ``writing`` instead, so only another process (a CLI import, say) is ever waited for.
+SQLITE_BUSY_TIMEOUT_S = 5.0
+
+
+class _InlineConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose statements run on the calling thread: the event
+    loop's.
+
+    aiosqlite hands every call to a thread of its own and the result back through the
+    event loop; under load each of those hops waits for the GIL, and the cart service
+    spent 40 % of its CPU on them (``docs/operations.md``). A statement on a local SQLite
+    file takes microseconds (a commit: one fsync), so running it in place costs the loop
+    less than the hop. aiosqlite's thread still opens and closes the connection
+    (``check_same_thread=False`` lets the loop use it). This overrides one method of
+    aiosqlite (pinned in constraints.txt; ``tests/test_db.py`` checks it still holds).
+    """
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+
+def _sqlite_connector(path: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+
+    async def creator() -> aiosqlite.Connection:
+        return await _InlineConnection(connect, iter_chunk_size=64)
+
+    return creator
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``."""
     if url.startswith("sqlite"):
-        # Few connections: one writer at a time anyway (see writing), and every aiosqlite
-        # connection is a thread contending for the GIL.
+        database = make_url(url).database
+        if not database or database == ":memory:":
+            raise ValueError(f"the ledger needs an SQLite file, not {url!r}")
+        # Few connections: one writer at a time anyway (see writing).
         kwargs = {"pool_size": 4, "max_overflow": 0, **kwargs}
-        engine = create_async_engine(url, connect_args={"timeout": 60}, **kwargs)
+        engine = create_async_engine(url, async_creator=_sqlite_connector(database), **kwargs)
         _sqlite_immediate(engine)
         return engine
     return create_async_engine(url, **kwargs)
+
+
+async def create_database(server_url: str, prefix: str) -> str:
+    """A new, empty PostgreSQL database ``<prefix>_<random>`` on the server of
+    ``server_url``; returns its URL. (For drills and tests: drop it with
+    ``drop_database``.)"""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_database(server_url: str, url: str) -> None:
+    """Drop the database of ``url`` (made by ``create_database``), connections and all."""
+    name = url.rsplit("/", 1)[1]
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()

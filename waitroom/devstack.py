@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from waitroom.redis_server import RedisServer, die_with_parent
+from waitroom.redis_server import RedisServer, die_with_parent, free_port
 from waitroom.tokens import new_signing_key, public_key_of
 
 RUN_DIR = Path(".run")
 DEMO_EVENT = "demo"
-SERVICES = ("queue_service", "payment_adapter", "cart_service")
+SERVICES = ("queue_service", "payment_adapter")  # and the cart service's replicas
 
 
 def _secrets_env(run_dir: Path) -> dict[str, str]:
@@ -116,6 +116,8 @@ class LocalStack:
     env: dict[str, str]
     gateways: int = 1
     log_dir: Path | None = None  # None: the children write to this terminal
+    # Cart-service processes; more than one needs PostgreSQL (WAITROOM_DATABASE_URL).
+    cart_replicas: int = 1
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     redis_server: RedisServer | None = None
 
@@ -139,9 +141,11 @@ class LocalStack:
         smtp = f"{env.setdefault('WAITROOM_SMTP_HOST', '127.0.0.1')}:"
         smtp += env.setdefault("WAITROOM_SMTP_PORT", "8025")
         mailbox = ("-c", "aiosmtpd.handlers.Mailbox", str(self.run_dir / "mail"))
+        replicas = self._cart_replicas()
         commands = [
             ("smtp", [sys.executable, "-m", "aiosmtpd", "-n", "-l", smtp, *mailbox]),
             *((module, [sys.executable, "-m", module]) for module in SERVICES),
+            *((name, [sys.executable, "-m", "cart_service"]) for name in replicas),
             *((f"gateway-{i}", [sys.executable, "-m", "gateway"]) for i in range(self.gateways)),
         ]
         # Gateway processes share one port: each writes its metrics here and any of them
@@ -158,7 +162,7 @@ class LocalStack:
             self.children.append(
                 subprocess.Popen(
                     command,
-                    env=gateway_env if name.startswith("gateway") else env,
+                    env=gateway_env if name.startswith("gateway") else replicas.get(name, env),
                     stdout=out,
                     stderr=out,
                     preexec_fn=die_with_parent,
@@ -166,6 +170,25 @@ class LocalStack:
             )
             if out is not None:
                 out.close()  # the child has its own descriptor
+
+    def _cart_replicas(self) -> dict[str, dict[str, str]]:
+        """The environment of each cart-service process, by name: the first on the
+        configured ports, the others on free ones; the gateways call them all
+        (``WAITROOM_CART_TARGET`` lists every address)."""
+        env = self.env
+        if self.cart_replicas > 1 and not env["WAITROOM_DATABASE_URL"].startswith("postgresql"):
+            raise ValueError("several cart-service replicas need PostgreSQL (one SQLite writer)")
+        host = env.setdefault("WAITROOM_GRPC_HOST", "127.0.0.1")
+        first_port = env.setdefault("WAITROOM_CART_GRPC_PORT", "50052")
+        metrics = env.setdefault("WAITROOM_CART_METRICS_PORT", "9102")
+        ports = [first_port, *(str(free_port()) for _ in range(self.cart_replicas - 1))]
+        metric_ports = [metrics, *(str(free_port() if metrics != "0" else 0) for _ in ports[1:])]
+        env["WAITROOM_CART_TARGET"] = ",".join(f"{host}:{port}" for port in ports)
+        names = ["cart_service"] + [f"cart_service-{i}" for i in range(1, len(ports))]
+        return {
+            name: {**env, "WAITROOM_CART_GRPC_PORT": port, "WAITROOM_CART_METRICS_PORT": mport}
+            for name, port, mport in zip(names, ports, metric_ports, strict=True)
+        }
 
     def wait_ready(
         self, stopping: Callable[[], bool] = lambda: False, timeout_s: float = 90

@@ -12,8 +12,10 @@ calls no parent made (reconciliation), the services' own token.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hmac
+import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, cast
@@ -26,6 +28,7 @@ from grpc_status import rpc_status
 from waitroom.tokens import AdmissionVerifier, InvalidAdmission
 from waitroom.validation import Refused, Unauthenticated, refused
 
+log = logging.getLogger(__name__)
 DOMAIN = "waitroom"
 _DETAILS_KEY = "grpc-status-details-bin"
 
@@ -180,8 +183,15 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
 
 class RefusalInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """A domain refusal raised by any unary method becomes its rich status (``abort``):
-    servicers translate and call, and never catch ``Refused`` themselves."""
+    """Every unary call of the server runs to its end, and a domain refusal it raises
+    becomes its rich status (``abort``): servicers translate and call, nothing more.
+
+    Running to the end: a client that gives up (deadline, cancel) cancels the handler's
+    task, which would stop a ledger transaction between two statements and leave its
+    connection to be cleaned up by the pool (on SQLite, holding the database's write
+    lock meanwhile). The handler runs shielded instead: the change commits or rolls back
+    whole, and the client that retries sees it.
+    """
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -191,10 +201,27 @@ class RefusalInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         inner = handler.unary_unary
 
-        async def serve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def answer(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
                 return await cast(Any, inner)(request, context)
             except Refused as refusal:
                 await abort(context, refusal)
 
+        async def serve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            task = asyncio.ensure_future(answer(request, context))
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                task.add_done_callback(_after_cancel)
+                raise
+
         return wrap_unary(handler, serve)
+
+
+def _after_cancel(task: asyncio.Future[Any]) -> None:
+    """A call its client gave up on has finished: say so if it failed unexpectedly."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, (Refused, grpc.aio.AbortError)):
+        log.warning("a call finished after its client gave up: %r", exc)
