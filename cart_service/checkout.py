@@ -14,7 +14,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cart_service import families as family_records
-from cart_service.desk import Desk, cart_for_update, open_cart, touch, update_cart
+from cart_service.desk import Desk, cart_for_update, changing, open_cart, touch, update_cart
 from cart_service.family_rules import check_payer
 from cart_service.ledger import members
 from cart_service.model import CartSnapshot, CheckoutResult, Line, Receipt, Session
@@ -30,11 +30,12 @@ async def accept_conditions(desk: Desk, session: Session, accepted: bool) -> Car
     """Step 5: nothing proceeds to payment without it."""
     if not accepted:
         raise FieldError("must_accept", "accepted")
-    async with writing(desk.engine) as conn:
+    async with changing(desk, session) as change:
+        conn = change.conn
         cart = await open_cart(desk, conn, session)
         await update_cart(conn, cart.id, conditions_accepted_at_ms=desk.clock_ms())
         await touch(desk, conn, cart)
-    return await desk.snapshot(session)
+    return change.cart
 
 
 async def checkout(desk: Desk, session: Session, key: str, card: CardInput) -> CheckoutResult:

@@ -13,7 +13,8 @@ and two transactions never wait on each other in a circle.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -25,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cart_service.ledger import cart_items, carts
 from cart_service.model import CartSnapshot, Session
 from cart_service.payment_port import Payments
-from cart_service.snapshots import event_row, read_snapshot
+from cart_service.snapshots import event_row, read_snapshot, snapshot
+from waitroom.db import writing
 from waitroom.validation import Refused
 
 
@@ -64,6 +66,38 @@ async def cart_for_update(conn: AsyncConnection, cart_id: str) -> Row[Any] | Non
 async def update_cart(conn: AsyncConnection, cart_id: str, **values: Any) -> None:
     """Set ``values`` (column=value) on the cart's row."""
     await conn.execute(_UPDATE_CART, {"cart_id": cart_id, **values})
+
+
+@dataclass(slots=True)
+class Change:
+    """A change to a session's cart under way (``changing``): its connection, and once
+    the block is done, the cart as the change left it."""
+
+    conn: AsyncConnection
+    _after: CartSnapshot | None = None
+
+    @property
+    def cart(self) -> CartSnapshot:
+        assert self._after is not None, "read after the change's block"
+        return self._after
+
+
+@contextlib.asynccontextmanager
+async def changing(desk: Desk, session: Session) -> AsyncIterator[Change]:
+    """One write transaction changing the session's cart, and the cart it leaves.
+
+    SQLite: the snapshot is read in the same transaction (one process, one writer,
+    statements on the loop's thread: a second connection would only cost). PostgreSQL:
+    read after the commit, so the rows the change locked (the activities every family
+    wants) stay locked no longer than the change itself."""
+    same_transaction = desk.engine.dialect.name == "sqlite"
+    async with writing(desk.engine) as conn:
+        change = Change(conn)
+        yield change
+        if same_transaction:
+            change._after = await snapshot(conn, session, desk.clock_ms())
+    if change._after is None:
+        change._after = await desk.snapshot(session)
 
 
 def _insert_ignore(conn: AsyncConnection) -> Any:

@@ -16,11 +16,10 @@ from sqlalchemy import Row, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cart_service import families as family_records
-from cart_service.desk import Desk, day_of, open_cart, touch, update_cart
+from cart_service.desk import Desk, changing, day_of, open_cart, touch, update_cart
 from cart_service.ledger import members
 from cart_service.model import CartSnapshot, Session
 from cart_service.snapshots import live_items
-from waitroom.db import writing
 from waitroom.validation import FieldError, Refused
 
 RELATIONSHIPS = ("responsible", "spouse", "parent", "other", "child")
@@ -30,13 +29,14 @@ ADULT_AGE = 18
 async def identify(desk: Desk, session: Session, client_number: str, phone: str) -> CartSnapshot:
     """Identify the family (client number + principal phone) whose members take part."""
     family = await family_records.identify(desk.engine, client_number, phone)
-    async with writing(desk.engine) as conn:
+    async with changing(desk, session) as change:
+        conn = change.conn
         cart = await open_cart(desk, conn, session)
         live = await live_items(conn, cart, desk.clock_ms())
         if cart.client_number not in (None, family.client_number) and live:
             raise Refused("other_family_in_cart", "client_number")
         await update_cart(conn, cart.id, client_number=family.client_number)
-    return await desk.snapshot(session)
+    return change.cart
 
 
 async def add_member(
@@ -63,7 +63,8 @@ async def add_member(
         raise FieldError("invalid_relationship", "relationship")
     if class_level is not None and not 0 <= class_level <= 12:
         raise FieldError("invalid_class_level", "class_level")
-    async with writing(desk.engine) as conn:
+    async with changing(desk, session) as change:
+        conn = change.conn
         cart = await open_cart(desk, conn, session)
         if cart.client_number is None:
             raise Refused("family_not_identified", "client_number")
@@ -79,7 +80,7 @@ async def add_member(
             )
         )
         await touch(desk, conn, cart)
-    return await desk.snapshot(session)
+    return change.cart
 
 
 async def set_payer(
@@ -89,7 +90,8 @@ async def set_payer(
     family's responsible person when the cart holds childcare (Relevé 24)."""
     address = family_records.normalize_email(email)
     family = await family_records.identify(desk.engine, client_number, phone)
-    async with writing(desk.engine) as conn:
+    async with changing(desk, session) as change:
+        conn = change.conn
         cart = await open_cart(desk, conn, session)
         if cart.client_number is None:
             raise Refused("family_not_identified", "client_number")
@@ -101,7 +103,7 @@ async def set_payer(
         await check_payer(conn, cart, payer, desk.clock_ms())
         await update_cart(conn, cart.id, payer_member=payer.id, payer_email=address)
         await touch(desk, conn, cart)
-    return await desk.snapshot(session)
+    return change.cart
 
 
 async def check_payer(

@@ -16,7 +16,7 @@ from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cart_service import families as family_records
-from cart_service.desk import Desk, open_cart, touch
+from cart_service.desk import Desk, changing, open_cart, touch
 from cart_service.family_rules import family_member
 from cart_service.ledger import cart_items, carts, waiting_list
 from cart_service.model import CartSnapshot, Outcome, Session
@@ -40,7 +40,8 @@ async def add_items(
     if len(wanted) > MAX_ITEMS_PER_CALL:
         raise FieldError("too_many", "activity_ids")
     now = desk.clock_ms()
-    async with writing(desk.engine) as conn:
+    async with changing(desk, session) as change:
+        conn = change.conn
         cart = await open_cart(desk, conn, session)
         member = await family_member(conn, cart, participant, "participant")
         await lock_activities(conn, session.event_id, wanted)
@@ -57,7 +58,7 @@ async def add_items(
                 ],
             )  # fmt: skip
             await touch(desk, conn, cart)
-    snapshot = await desk.snapshot(session)
+    snapshot = change.cart
     for outcome in results.values():
         CART_HOLDS.labels(session.event_id, outcome.outcome).inc()
     return snapshot, [results[a] for a in wanted]
@@ -85,7 +86,8 @@ async def remove_item(
     desk: Desk, session: Session, activity_id: str, participant: str
 ) -> CartSnapshot:
     """Give one participant's seat in one activity back."""
-    async with writing(desk.engine) as conn:
+    async with changing(desk, session) as change:
+        conn = change.conn
         cart = await open_cart(desk, conn, session)
         gone = await conn.execute(
             delete(cart_items).where(
@@ -97,13 +99,14 @@ async def remove_item(
         if not gone.rowcount:
             raise NotFound("not_in_cart")
         await touch(desk, conn, cart)
-    return await desk.snapshot(session)
+    return change.cart
 
 
 async def extend(desk: Desk, session: Session) -> CartSnapshot:
     """Twenty more minutes, once (Québec FAQ 8)."""
     now = desk.clock_ms()
-    async with writing(desk.engine) as conn:
+    async with changing(desk, session) as change:
+        conn = change.conn
         cart = await open_cart(desk, conn, session)
         if not await live_items(conn, cart, now):
             raise Refused("cart_empty")
@@ -114,7 +117,7 @@ async def extend(desk: Desk, session: Session) -> CartSnapshot:
             .where(carts.c.id == cart.id)
             .values(hold_expires_at_ms=cart.hold_expires_at_ms + desk.hold_ms, extension_used=True)
         )
-    snapshot = await desk.snapshot(session)
+    snapshot = change.cart
     CART_EXTENSIONS.labels(session.event_id).inc()
     return snapshot
 

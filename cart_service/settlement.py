@@ -1,17 +1,18 @@
 """Settlement: what a payment's outcome does to the cart locked for it.
 
-Approved: the cart's items become registrations, with the cart and owner numbers and the
-confirmation email, in one transaction. Declined or never sent: the cart opens again as
-it was, its hold restarted. Unknown (the provider did not answer): the cart stays
-locked, its seats held, until ``settle`` learns the outcome from the payment adapter;
-never a double charge, never a paid cart without its registrations (Québec FAQ 11).
+Approved: the cart's items become registrations (moved, not copied), with the cart and
+owner numbers and the confirmation email, in one transaction. Declined or never sent:
+the cart opens again as it was, its hold restarted. Unknown (the provider did not
+answer): the cart stays locked, its seats held, until ``settle`` learns the outcome from
+the payment adapter; never a double charge, never a paid cart without its registrations
+(Québec FAQ 11).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cart_service.desk import Desk, cart_for_update
@@ -149,6 +150,8 @@ async def confirm(
             for item in items
         ],
     )
+    # The items become the registrations: a live-seat count never scans paid carts.
+    await conn.execute(delete(cart_items).where(cart_items.c.cart_id == cart.id))
     await conn.execute(
         update(carts)
         .where(carts.c.id == cart.id)

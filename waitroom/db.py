@@ -97,6 +97,12 @@ class _InlineConnection(aiosqlite.Connection):
     aiosqlite (pinned in constraints.txt; ``tests/test_db.py`` checks it still holds).
     """
 
+    def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
+        super().__init__(connector, iter_chunk_size)
+        # Its thread only opens and closes: never keep the process alive for it (a
+        # connection a crash left open would otherwise hold the interpreter at exit).
+        self._thread.daemon = True
+
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
