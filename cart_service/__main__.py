@@ -90,6 +90,7 @@ async def serve(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_first(stop.wait(), wake.wait()), settings.settle_interval_s)
     await running.stop()
+    log.info("cart service stopped after serving %d calls", metrics.calls_served(SERVICE_NAME))
     await channel.close(None)
     await engine.dispose()
 

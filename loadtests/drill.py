@@ -13,16 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import itertools
 import json
 import math
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from cart_service.catalogue import load_catalogue
 from cart_service.families import normalize_phone
 from cart_service.ledger import activities, registrations
+from loadtests.report import WEEKS, Plan, Report, Sample
 from waitroom import audit
 from waitroom.db import create_database, drop_database, make_engine, reading
 from waitroom.devstack import LocalStack, http_request
@@ -41,28 +42,6 @@ from waitroom.tokens import new_signing_key
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENT = "drill"
-WEEKS = 6
-
-
-@dataclass(frozen=True)
-class Plan:
-    parents: int
-    draw_in_s: int
-    admit_per_minute: int
-    max_active: int
-    heartbeat_timeout_s: int
-    sleep_share: float
-    decline_share: float
-    gateways: int
-    cart_replicas: int
-    database: str  # "" (SQLite files of the drill's own) or a PostgreSQL server URL
-    max_s: int
-    out: Path
-
-    @property
-    def capacity(self) -> int:
-        """Seats per week: fewer in all than parents want (two weeks each), so some fill."""
-        return max(5, math.ceil(self.parents * 1.5 / WEEKS))
 
 
 def _family_phone(n: int) -> str:
@@ -157,6 +136,32 @@ def _schedule(plan: Plan) -> dict[str, object]:
     }
 
 
+class StatsSampler(threading.Thread):
+    """The operator's stats, once a second while the drill runs: how many waited and
+    how many were admitted and active at each moment (the outflow check reads them)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        super().__init__(daemon=True)
+        self._url, self._token = url, token
+        self._finished = threading.Event()
+        self.samples: list[Sample] = []
+
+    def run(self) -> None:
+        while not self._finished.wait(1.0):
+            status, body = http_request("GET", self._url, self._token)
+            if status != 200:
+                continue
+            stats = json.loads(body)
+            counts = stats["counts"]
+            self.samples.append(
+                Sample(time.time(), counts["waiting"], counts["admitted"], stats["admitted_total"])
+            )
+
+    def stop(self) -> None:
+        self._finished.set()
+        self.join(5)
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(f"drill stopped by signal {signum}")  # unwinds: the stack is stopped
 
@@ -168,6 +173,7 @@ def run(plan: Plan) -> int:
     for old in out.glob("parents-*.jsonl"):
         old.unlink()
     run_dir = out / "stack"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a night of its own: no earlier run's data
     env = _env(plan, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if plan.database:  # a database of the drill's own on that server, dropped at the end
@@ -216,6 +222,10 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path) -> int:
         # Arrivals over the minute before the draw, and a sixth of them after it (late
         # arrivals, served FIFO behind the drawn pre-queue).
         spawn_rate = max(1.0, plan.parents / (plan.draw_in_s * 1.2))
+        sampler = StatsSampler(
+            f"{stack.base}/admin/v1/events/{EVENT}/stats", env["WAITROOM_ADMIN_TOKEN"]
+        )
+        sampler.start()
         locust = subprocess.run(
             [
                 sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
@@ -227,13 +237,17 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path) -> int:
             env=locust_env, cwd=ROOT, stdout=(out / "locust.log").open("w"),
             stderr=subprocess.STDOUT, check=False, preexec_fn=die_with_parent,
         )  # fmt: skip
+        sampler.stop()
         print(f"drill: locust done in {time.monotonic() - started:.0f} s", flush=True)
         record = asyncio.run(_audit(env["WAITROOM_REDIS_URL"]))
         seats = asyncio.run(_seats(env["WAITROOM_DATABASE_URL"]))
     finally:
         stack.stop()
     parents = _parents(out)
-    report = Report(plan, opens_at, record, seats, parents, _locust_stats(out), locust.returncode)
+    report = Report(
+        plan, opens_at, record, seats, parents, _locust_stats(out), locust.returncode,
+        sampler.samples,
+    )  # fmt: skip
     verdict = report.write()
     print(f"drill: report in {out / 'report.md'}: {'PASS' if verdict else 'FAIL'}", flush=True)
     return 0 if verdict else 1
@@ -280,216 +294,6 @@ def _locust_stats(out: Path) -> list[dict[str, str]]:
         return []
     with path.open(encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def spearman(xs: list[float], ys: list[float]) -> float:
-    """Spearman's rank correlation (no ties here: arrivals and lines are distinct)."""
-    n = len(xs)
-    if n < 3:
-        return 0.0
-    rank_x = {v: i for i, v in enumerate(sorted(xs))}
-    rank_y = {v: i for i, v in enumerate(sorted(ys))}
-    d2 = sum((rank_x[x] - rank_y[y]) ** 2 for x, y in zip(xs, ys, strict=True))
-    return 1 - 6 * d2 / (n * (n * n - 1))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return ordered[index]
-
-
-@dataclass
-class Report:
-    plan: Plan
-    opens_at: float
-    record: audit.DrawRecord
-    seats: list[tuple[str, int, int]]
-    parents: list[dict[str, Any]]
-    stats: list[dict[str, str]]
-    locust_status: int
-
-    def checks(self) -> list[tuple[str, bool, str]]:
-        plan, record = self.plan, self.record
-        results: list[tuple[str, bool, str]] = []
-
-        def check(name: str, ok: bool, detail: str) -> None:
-            results.append((name, ok, detail))
-
-        verdict = audit.verify(record)
-        problems = "; ".join(verdict.problems[:3])
-        check(
-            "the draw recomputes from its revealed seed (verify-draw)",
-            verdict.ok,
-            f"{verdict.lines_checked} lines checked {problems}",
-        )
-        # Each ticket's own line (a requeued ticket's later line is not its draw or FIFO line).
-        requeued = set(record.requeue_lines)
-        line_of = {a: line for line, a, _ in record.served if line not in requeued}
-        pre = [(a, line_of[a]) for a in range(1, record.prequeue + 1) if a in line_of]
-        rho = spearman([float(a) for a, _ in pre], [float(b) for _, b in pre])
-        bound = 4 / math.sqrt(max(1, len(pre) - 1))
-        check(
-            "the draw does not follow arrival order (Spearman |rho| < 4/sqrt(n-1))",
-            len(pre) >= 20 and abs(rho) < bound,
-            f"rho = {rho:+.3f} over {len(pre)} pre-queue tickets, bound {bound:.3f}",
-        )
-        late = [(a, line) for a, line in line_of.items() if a > record.prequeue]
-        first_time = [line for line, _, _ in record.served if line not in requeued]
-        check(
-            "FIFO after the draw (late arrivals keep arrival order; lines served in order)",
-            all(line == a for a, line in late)
-            and all(x < y for x, y in itertools.pairwise(first_time)),
-            f"{len(late)} late arrivals; {len(first_time)} lines served in order",
-        )
-        admitted = sorted(p["admitted_at"] for p in self.parents if "admitted_at" in p)
-        busiest = self._busiest_window(admitted, 10)
-        limit = plan.admit_per_minute / 6 + plan.admit_per_minute / 60 + 1
-        check(
-            "admitted never faster than configured (any 10 s: rate/6 + 1 s burst)",
-            busiest <= limit,
-            f"busiest 10 s: {busiest} admitted; limit {limit:.0f}",
-        )
-        oversold = [(a, sold, cap) for a, sold, cap in self.seats if sold > cap]
-        sold = sum(s for _, s, _ in self.seats)
-        capacity = sum(c for *_, c in self.seats)
-        check(
-            "seats sold never above capacity",
-            not oversold,
-            f"{sold} sold of {capacity}; oversold: {oversold or 'none'}",
-        )
-        total = [r for r in self.stats if r["Name"] == "Aggregated"]
-        failures = sum(int(r["Failure Count"]) for r in total)
-        requests = sum(int(r["Request Count"]) for r in total)
-        check(
-            "no failed request (5xx, unexpected status)",
-            failures == 0 and requests > 0,
-            f"{failures} failures of {requests} requests",
-        )
-        ended = [p for p in self.parents if "outcome" in p]  # not cut off by --max-s
-        check(
-            "every parent's night ended before the drill stopped by itself",
-            len(ended) == plan.parents,
-            f"{len(ended)} of {plan.parents} parents",
-        )
-        errors = self.eta_errors()
-        p90 = percentile([abs(e) for e in errors], 0.9)
-        check(
-            "ETA error within 5 minutes for 9 tickets in 10",
-            bool(errors) and p90 <= 300,
-            f"{len(errors)} tickets; |error| p90 {p90:.0f} s",
-        )
-        sleepers = [p for p in self.parents if p.get("slept")]
-        back = [p for p in sleepers if p.get("requeued")]
-        check(
-            "parents who slept were requeued or kept their place, never dropped",
-            all(p.get("outcome") != "done" for p in sleepers),
-            f"{len(sleepers)} slept, {len(back)} came back requeued",
-        )
-        return results
-
-    def eta_errors(self) -> list[float]:
-        return [
-            p["admitted_at"] - p["predicted_at"]
-            for p in self.parents
-            if "admitted_at" in p and p.get("predicted_at") and not p.get("requeued")
-        ]
-
-    @staticmethod
-    def _busiest_window(times: list[float], width_s: float) -> int:
-        busiest, start = 0, 0
-        for end, t in enumerate(times):
-            while times[start] <= t - width_s:
-                start += 1
-            busiest = max(busiest, end - start + 1)
-        return busiest
-
-    def write(self) -> bool:
-        checks = self.checks()
-        self._chart()
-        plan = self.plan
-        errors = self.eta_errors()
-        outcomes: dict[str, int] = {}
-        for p in self.parents:
-            outcomes[str(p.get("outcome", "?"))] = outcomes.get(str(p.get("outcome", "?")), 0) + 1
-        lines = [
-            "# Opening-night drill",
-            "",
-            f"{plan.parents} parents arriving over {plan.draw_in_s} s before the draw; outflow "
-            f"{plan.admit_per_minute}/min, max_active {plan.max_active}, heartbeat timeout "
-            f"{plan.heartbeat_timeout_s} s, {plan.sleep_share:.0%} fall asleep, "
-            f"{plan.decline_share:.0%} have a card declined first; {plan.gateways} gateway "
-            f"process(es); {WEEKS} weeks of {plan.capacity} places.",
-            "",
-            "## Checks",
-            "",
-            "| check | verdict | detail |",
-            "| --- | --- | --- |",
-            *(f"| {name} | {'PASS' if ok else 'FAIL'} | {detail} |" for name, ok, detail in checks),
-            "",
-            "![admitted per 10 s, and ETA error](chart.png)",
-            "",
-            "## Requests (Locust; CSVs beside this file)",
-            "",
-            "| endpoint | requests | failures | median ms | p95 ms | p99 ms | max ms |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
-            *(
-                f"| {r['Type']} {r['Name']} | {r['Request Count']} | {r['Failure Count']} | "
-                f"{r['50%']} | {r['95%']} | {r['99%']} | {float(r['Max Response Time']):.0f} |"
-                for r in self.stats
-            ),
-            "",
-            "## ETA error (actual admission - predicted when first in line)",
-            "",
-            f"{len(errors)} tickets (requeued ones excluded): p10 {percentile(errors, 0.1):.1f} s, "
-            f"p50 {percentile(errors, 0.5):.1f} s, p90 {percentile(errors, 0.9):.1f} s.",
-            "",
-            "## Outcomes",
-            "",
-            *(f"- {name}: {count}" for name, count in sorted(outcomes.items())),
-            "",
-            "## Seats",
-            "",
-            "| activity | sold | capacity |",
-            "| --- | --- | --- |",
-            *(f"| {a} | {s} | {c} |" for a, s, c in self.seats),
-            "",
-        ]
-        (plan.out / "report.md").write_text("\n".join(lines), encoding="utf-8")
-        (plan.out / "checks.json").write_text(
-            json.dumps([{"check": n, "ok": ok, "detail": d} for n, ok, d in checks], indent=2),
-            encoding="utf-8",
-        )
-        return all(ok for _, ok, _ in checks)
-
-    def _chart(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        admitted = sorted(
-            p["admitted_at"] - self.opens_at for p in self.parents if "admitted_at" in p
-        )
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-        if admitted:
-            bins = [i * 10 for i in range(int(max(admitted) // 10) + 2)]
-            left.hist(admitted, bins=bins, color="#0b5394", label="admitted per 10 s")
-            left.axhline(self.plan.admit_per_minute / 6, color="#e69500", linestyle="--",
-                         label="configured per 10 s")  # fmt: skip
-        left.set_xlabel("seconds after the draw")
-        left.set_title("Outflow")
-        left.legend()
-        errors = self.eta_errors()
-        if errors:
-            right.hist(errors, bins=30, color="#6aa84f")
-        right.set_xlabel("actual - predicted admission (s)")
-        right.set_title("ETA error")
-        fig.tight_layout()
-        fig.savefig(self.plan.out / "chart.png", dpi=100)
-        plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:

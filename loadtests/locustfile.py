@@ -104,6 +104,7 @@ class Parent(FastHttpUser):
             status = body["status"]
             if status == "waiting" and entry.get("predicted_at") is None and body.get("eta_at"):
                 entry["predicted_at"] = datetime.fromisoformat(body["eta_at"]).timestamp()
+                entry["predicted_when"] = time.time()
                 entry["first_position"] = body["position"]
             if body.get("requeued"):
                 entry["requeued"] = True

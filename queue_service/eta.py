@@ -64,3 +64,38 @@ class OutflowMeter:
         if admitted + skipped < MIN_SKIP_SAMPLES:
             return 0.0
         return skipped / (admitted + skipped)
+
+
+SESSION_WINDOW_S = 300.0
+MIN_SESSION_SAMPLES = 20
+
+
+class SessionMeter:
+    """How long admitted sessions last, from the event's active set sampled each second.
+
+    A session seen active and then gone (ended by the parent, by payment, or by its
+    expiry) has lasted from its admission (its expiry score less the TTL) until now.
+    The mean over the last five minutes, once twenty have ended, is what the ETA needs
+    when ``max_active`` binds: then the door lets in ``max_active / mean`` per second,
+    whatever the configured rate.
+    """
+
+    def __init__(self) -> None:
+        self._admitted_ms: dict[str, int] = {}
+        self._ended: deque[tuple[float, float]] = deque()  # (at, seconds)
+
+    def sample(self, at: float, now_ms: int, active: dict[str, int], ttl_ms: int) -> None:
+        """``active``: arrival -> expiry score, as the active set holds them now."""
+        for arrival, expires_ms in active.items():
+            self._admitted_ms.setdefault(arrival, int(expires_ms) - ttl_ms)
+        for arrival in [a for a in self._admitted_ms if a not in active]:
+            admitted_ms = self._admitted_ms.pop(arrival)
+            self._ended.append((at, max(0.0, (now_ms - admitted_ms) / 1000)))
+        while self._ended and self._ended[0][0] < at - SESSION_WINDOW_S:
+            self._ended.popleft()
+
+    def mean_s(self) -> float | None:
+        """Mean length of the sessions that ended lately; None while too few have."""
+        if len(self._ended) < MIN_SESSION_SAMPLES:
+            return None
+        return sum(seconds for _, seconds in self._ended) / len(self._ended)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import cast
 
 from redis.asyncio import Redis
 
-from queue_service.eta import OutflowMeter, Tick
+from queue_service.eta import OutflowMeter, SessionMeter, Tick
 from waitroom.keys import EventKeys
 from waitroom.metrics import DRAW_DURATION
 from waitroom.schedule import EventState
@@ -32,6 +33,7 @@ class EventOutflow:
         self.event_id = event_id
         self.keys = EventKeys(event_id)
         self.meter = OutflowMeter()
+        self.sessions = SessionMeter()
         self._last_tick = time.monotonic()
         self._last_stats = 0.0
 
@@ -114,11 +116,23 @@ class EventOutflow:
         self._last_stats = now
         self.meter.record_total(now, int(view.stats.get("admitted", "0")))
         rate = self.meter.rate_per_s(now)
+        active = cast(
+            "list[tuple[str, float]]",
+            await self._redis.zrange(self.keys.active, 0, -1, withscores=True),
+        )
+        self.sessions.sample(
+            now,
+            self._store.clock.now_ms(),
+            {str(arrival): int(score) for arrival, score in active},
+            view.config.session_ttl_ms,
+        )
+        session_s = self.sessions.mean_s()
         await self._redis.hset(
             self.keys.stats,
             mapping={
                 "eta_rate_milli": str(round(rate * 1000)) if rate is not None else "-1",
                 "eta_skip_ppm": str(round(self.meter.skip_share() * 1e6)),
+                "eta_session_ms": str(round(session_s * 1000)) if session_s is not None else "-1",
                 "admitted_last_minute": str(self.meter.admitted_last_minute()),
             },
         )

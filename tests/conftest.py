@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,8 @@ from cart_service.ledger import create_schema
 from gateway import fastpath
 from gateway.app import create_app
 from queue_service.service import QueueService
-from waitroom.db import create_database, drop_database, make_engine
+from tests.support.postgres import drop, fresh_database
+from waitroom.db import make_engine
 from waitroom.draw import DrawnOrder
 from waitroom.redis_conn import make_redis
 from waitroom.redis_server import RedisServer
@@ -197,34 +197,15 @@ def drawn_view(*, opens_ms: int, prequeue: int, seq: int, rate: int = 60) -> Eve
     return view
 
 
-POSTGRES_URL = os.environ.get(
-    "WAITROOM_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-
-
-async def _postgres_database() -> str:
-    """A fresh database on the test PostgreSQL; skip (fail on CI) if there is none."""
-    try:
-        return await create_database(POSTGRES_URL, "waitroom_test")
-    except Exception as exc:  # whatever stops us reaching it: refused, auth, timeout
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the ledger tests on PostgreSQL at {POSTGRES_URL}: {exc}")
-        pytest.skip(f"no PostgreSQL at {POSTGRES_URL} ({exc}); ledger tests ran on SQLite only")
-
-
-async def _drop_postgres_database(url: str) -> None:
-    await drop_database(POSTGRES_URL, url)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """An empty ledger database, once an SQLite file and once a PostgreSQL database."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
         return
-    url = await _postgres_database()
+    url = await fresh_database()
     yield url
-    await _drop_postgres_database(url)
+    await drop(url)
 
 
 @pytest.fixture

@@ -1,13 +1,19 @@
-"""A short opening-night drill (200 parents, about a minute): every check of its report
-passes, the report and Locust's CSVs are written, and no process is left running."""
+"""Short opening-night drills (200 parents, under two minutes each): every check of the
+report passes, the report and Locust's CSVs are written, no process is left running; once
+on SQLite with one cart process, once on PostgreSQL with two cart replicas sharing the
+calls. The outflow is slow enough (150/min) that the last parents wait over a minute, so
+the ETA's relative error is judged."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.support.postgres import postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,17 +32,33 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_a_short_drill_passes_its_checks_and_stops_by_itself(tmp_path: Path) -> None:
-    out = tmp_path / "drill"
+SHORT = ["--parents", "200", "--draw-in", "15", "--rate", "150", "--max-active", "50"]
+
+
+def _drill(out: Path, *extra: str) -> list[dict[str, object]]:
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.drill", "--parents", "200", "--draw-in", "15",
-         "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+        [sys.executable, "-m", "loadtests.drill", *SHORT, "--out", str(out), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
-    checks = json.loads((out / "checks.json").read_text("utf-8"))
+    checks: list[dict[str, object]] = json.loads((out / "checks.json").read_text("utf-8"))
     failed = [c for c in checks if not c["ok"]]
     assert result.returncode == 0 and not failed, (failed, result.stdout[-2000:])
-    assert len(checks) >= 9
+    assert len(checks) >= 11
+    return checks
+
+
+def test_two_cart_replicas_on_postgresql_share_the_night(tmp_path: Path) -> None:
+    out = tmp_path / "drill-pg"
+    _drill(out, "--cart-replicas", "2", "--database", postgres_server())
+    logs = [out / "logs" / "cart_service.log", out / "logs" / "cart_service-1.log"]
+    served = [int(re.findall(r"after serving (\d+) calls", log.read_text())[-1]) for log in logs]
+    assert min(served) > 0.3 * sum(served), served  # round robin: each took a fair share
+    assert _processes_mentioning(str(out)) == []
+
+
+def test_a_short_drill_passes_its_checks_and_stops_by_itself(tmp_path: Path) -> None:
+    out = tmp_path / "drill"
+    _drill(out)
     report = (out / "report.md").read_text("utf-8")
     assert "| seats sold never above capacity | PASS |" in report
     for name in ("chart.png", "locust_stats.csv", "locust_failures.csv", "locust.log"):

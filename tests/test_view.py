@@ -51,6 +51,17 @@ def test_eta_uses_measured_rate_and_skip_share() -> None:
     assert view.eta_ms(11, now) is None  # measured: nothing moves, so no promise
 
 
+def test_eta_when_the_door_is_full_follows_session_lengths() -> None:
+    view = _view(rate=600)  # 10 per second; max_active 100
+    now = OPENS + 1
+    view.active = 90
+    assert view.eta_ms(21, now) == 2_100  # nothing measured on sessions: the rate alone
+    view.set_stats({"eta_session_ms": "20000"})  # 100 sessions of 20 s: 5 per second
+    assert view.eta_ms(21, now) == 3_200  # 10 into the room at 10/s, then 11 at 5/s
+    view.active = 100
+    assert view.eta_ms(21, now) == 4_200  # the door is full: all 21 at 5/s
+
+
 async def test_concurrent_refreshes_fold_each_log_entry_once(redis: Redis) -> None:
     """An operator's refresh racing the background one must not skip change-log entries."""
     import asyncio

@@ -157,6 +157,7 @@ class EventStats:
     eta_rate_per_minute: float
     eta_skip_share: float
     eta_source: str
+    eta_session_s: float | None
     config: dict[str, object]
 
     def as_json(self) -> dict[str, object]:
@@ -165,6 +166,9 @@ class EventStats:
             "rate_per_minute": body.pop("eta_rate_per_minute"),
             "skip_share": body.pop("eta_skip_share"),
             "source": body.pop("eta_source"),
+            # Mean admitted-session length lately (null until 20 have ended): with
+            # max_active it bounds the outflow once the door is full.
+            "session_seconds": body.pop("eta_session_s"),
             "configured_per_minute": self.config["admit_per_minute"],
         }
         return body
@@ -196,5 +200,6 @@ def event_stats(view: EventView, now_ms: int) -> EventStats:
         eta_rate_per_minute=round(basis.rate_per_s * 60, 2),
         eta_skip_share=round(basis.skip_share, 4),
         eta_source="measured" if basis.measured else "configured",
+        eta_session_s=None if basis.session_s is None else round(basis.session_s, 1),
         config=view.config.public_schedule(),
     )

@@ -141,3 +141,15 @@ def serve(host: str, port: int) -> None:
         start_http_server(port, addr=host)
     except OSError as exc:
         log.error("metrics not served on %s:%d: %s", host, port, exc)
+
+
+def calls_served(service: str) -> int:
+    """gRPC calls of ``service`` this process completed (any status)."""
+    return int(
+        sum(
+            sample.value
+            for metric in GRPC_HANDLED.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels.get("service") == service
+        )
+    )

@@ -41,11 +41,14 @@ class Resolution:
 
 @dataclass(frozen=True, slots=True)
 class EtaBasis:
-    """How the ETA is computed: measured admissions per second and the share of skips."""
+    """How the ETA is computed: admissions per second (measured, or configured until the
+    leader has measured a minute of backlog), the share of skips, and how long sessions
+    last (None until twenty have ended)."""
 
     rate_per_s: float
     skip_share: float
     measured: bool
+    session_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -173,9 +176,11 @@ class EventView:
         # -1 (or absent): the leader has not measured a minute of backlog yet.
         rate_milli = int(self.stats.get("eta_rate_milli", "-1"))
         skip_ppm = int(self.stats.get("eta_skip_ppm", "0"))
+        session_ms = int(self.stats.get("eta_session_ms", "-1"))
+        session_s = session_ms / 1000 if session_ms > 0 else None
         if rate_milli >= 0:
-            return EtaBasis(rate_milli / 1000, skip_ppm / 1e6, True)
-        return EtaBasis(self.config.admit_per_minute / 60, skip_ppm / 1e6, False)
+            return EtaBasis(rate_milli / 1000, skip_ppm / 1e6, True, session_s)
+        return EtaBasis(self.config.admit_per_minute / 60, skip_ppm / 1e6, False, session_s)
 
     def eta_ms(self, position: int, now_ms: int, state: EventState | None = None) -> int | None:
         """Estimated wait before a ticket at ``position`` is admitted; None when unknown."""
@@ -184,13 +189,29 @@ class EventView:
         if state is EventState.PAUSED or state is EventState.CLOSED:
             return None
         basis = self.eta_basis()
-        if basis.rate_per_s <= 0:
-            return None
         expected_ahead = (position - 1) * (1 - basis.skip_share) + 1
-        wait_ms = math.ceil(expected_ahead / basis.rate_per_s * 1000)
+        seconds = self._seconds_to_admit(expected_ahead, basis)
+        if seconds is None:
+            return None
+        wait_ms = math.ceil(seconds * 1000)
         if state is not EventState.OPEN or not self.drawn:
             wait_ms += max(0, self.config.opens_ms - now_ms)
         return wait_ms
+
+    def _seconds_to_admit(self, ahead: float, basis: EtaBasis) -> float | None:
+        """Seconds until ``ahead`` more tickets are admitted.
+
+        The door has room for ``max_active - active`` now: those go at the outflow rate
+        (measured, or configured until measured). After that, admissions run no faster
+        than the door allows once full: ``max_active`` sessions lasting ``session_s`` on
+        average let in ``max_active / session_s`` per second (Little's law)."""
+        rate = basis.rate_per_s
+        door = self.config.max_active / basis.session_s if basis.session_s else rate
+        steady = min(rate, door)
+        if steady <= 0:
+            return None
+        room = min(ahead, max(0, self.config.max_active - self.active))
+        return room / rate + (ahead - room) / steady
 
     def resolve(self, arrival: int, now_ms: int) -> Resolution:
         """Where the ticket with this arrival number stands (the poll's hot path)."""
