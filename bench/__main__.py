@@ -34,7 +34,8 @@ TICKETS = int(os.environ.get("BENCH_TICKETS", "100000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 WARMUP_SECONDS = int(os.environ.get("BENCH_WARMUP_SECONDS", "8"))
-TARGETS = {"poll_ratio": 0.7, "join_ratio": 0.4, "bytes_per_ticket": 300}
+# Issue 9 raised the ratios (0.7 and 0.4 before): the poll path near the bare handler.
+TARGETS = {"poll_ratio": 0.8, "join_ratio": 0.5, "bytes_per_ticket": 300}
 ROOT = Path(__file__).resolve().parent.parent
 
 POLL_LUA = """
@@ -256,12 +257,12 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     print(
         f"| polls/s ({seq} waiting) | {polls['rps']:.0f} (p99 {polls.get('p99_ms', 0):.1f} ms)"
-        f" | {base_get['rps']:.0f} | {result['poll_ratio']:.2f} | >= 0.7 |"
+        f" | {base_get['rps']:.0f} | {result['poll_ratio']:.2f} | >= {TARGETS['poll_ratio']} |"
         f" {'PASS' if ok['poll_ratio'] else 'FAIL'} |"
     )
     print(
         f"| joins/s | {joins['rps']:.0f} (p99 {joins.get('p99_ms', 0):.1f} ms)"
-        f" | {base_post['rps']:.0f} | {result['join_ratio']:.2f} | >= 0.4 |"
+        f" | {base_post['rps']:.0f} | {result['join_ratio']:.2f} | >= {TARGETS['join_ratio']} |"
         f" {'PASS' if ok['join_ratio'] else 'FAIL'} |"
     )
     print(

@@ -27,7 +27,13 @@ async def serve(
     settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None
 ) -> None:
     """Serve charges until ``stop``; reconcile unsettled payments in the background."""
-    engine = make_engine(settings.payment_database_url or settings.database_url)
+    url = settings.payment_database_url or settings.database_url
+    # PostgreSQL: each charge in flight holds a connection for its provider slot and
+    # uses another to record what happened (payment_adapter/slots.py).
+    pool = (
+        {"pool_size": settings.provider_concurrency * 2 + 5} if url.startswith("postgres") else {}
+    )
+    engine = make_engine(url, **pool)
     await create_schema(engine)
     provider = SandboxProvider(engine, latency_s=settings.sandbox_latency_ms / 1000)
     service = PaymentService(

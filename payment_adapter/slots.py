@@ -77,20 +77,26 @@ class SharedSlots:
             .limit(1)
             .with_for_update(skip_locked=True)
         )
-        async with self._engine.connect() as conn:
-            while True:
+        while True:
+            # A connection only to try: a charge waiting for a slot must not hold one of
+            # the pool's connections, which the charges in flight need to record theirs.
+            conn = await self._engine.connect()
+            try:
                 await conn.begin()
                 if (await conn.execute(query)).first() is not None:
                     break
-                await conn.rollback()
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                await asyncio.sleep(random.uniform(*POLL_S))
-            try:
-                yield True
-            finally:
-                await conn.rollback()  # the slot is free again
+            except BaseException:
+                await conn.close()
+                raise
+            await conn.close()
+            if time.monotonic() >= deadline:
+                yield False
+                return
+            await asyncio.sleep(random.uniform(*POLL_S))
+        try:
+            yield True
+        finally:
+            await conn.close()  # its transaction ends: the slot is free again
 
 
 def slots_for(engine: AsyncEngine, concurrency: int) -> LocalSlots | SharedSlots:
