@@ -138,21 +138,21 @@ async def create_database(server_url: str, prefix: str) -> str:
     ``server_url``; returns its URL. (For drills and tests: drop it with
     ``drop_database``.)"""
     name = f"{prefix}_{secrets.token_hex(4)}"
-    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
+    await _on_server(server_url, f'CREATE DATABASE "{name}"')
     return server_url.rsplit("/", 1)[0] + "/" + name
 
 
 async def drop_database(server_url: str, url: str) -> None:
     """Drop the database of ``url`` (made by ``create_database``), connections and all."""
     name = url.rsplit("/", 1)[1]
+    await _on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _on_server(server_url: str, sql: str) -> None:
+    """Run one statement outside any transaction (CREATE/DROP DATABASE need that)."""
     admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await conn.execute(text(sql))
     finally:
         await admin.dispose()
