@@ -12,14 +12,14 @@ import secrets
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, insert, select
+from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cart_service import families as family_records
 from cart_service.desk import Desk, changing, day_of, open_cart, touch, update_cart
 from cart_service.ledger import members
 from cart_service.model import CartSnapshot, Session
-from cart_service.snapshots import live_items
+from cart_service.snapshots import live_items, unused
 from waitroom.validation import FieldError, Refused
 
 RELATIONSHIPS = ("responsible", "spouse", "parent", "other", "child")
@@ -70,7 +70,7 @@ async def add_member(
             raise Refused("family_not_identified", "client_number")
         await conn.execute(
             insert(members).values(
-                id=await _new_member_id(conn),
+                id=await unused(conn, members.c.id, _new_member_id),
                 client_number=cart.client_number,
                 first_name=first,
                 last_name=last,
@@ -137,14 +137,8 @@ async def family_member(
     return family_records.member_of(row)
 
 
-async def _new_member_id(conn: AsyncConnection) -> str:
-    while True:
-        member_id = f"P{secrets.randbelow(9_000_000) + 1_000_000}"
-        used = (
-            await conn.execute(select(func.count()).where(members.c.id == member_id))
-        ).scalar_one()
-        if not used:
-            return member_id
+def _new_member_id() -> str:
+    return f"P{secrets.randbelow(9_000_000) + 1_000_000}"
 
 
 def _parse_date(text: str, field_name: str) -> date:

@@ -21,7 +21,7 @@ from cart_service.family_rules import family_member
 from cart_service.ledger import cart_items, carts, waiting_list
 from cart_service.model import CartSnapshot, Outcome, Session
 from cart_service.seats import Candidate, candidates, lock_activities
-from cart_service.snapshots import cart_row, live_items
+from cart_service.snapshots import cart_row, event_row, live_items
 from waitroom.db import reading, writing
 from waitroom.metrics import CART_EXPIRED, CART_EXTENSIONS, CART_HOLDS
 from waitroom.validation import FieldError, NotFound, Refused
@@ -124,8 +124,9 @@ async def extend(desk: Desk, session: Session) -> CartSnapshot:
 
 async def join_waiting_list(
     desk: Desk, session: Session, activity_id: str, participant: str
-) -> tuple[int, int]:
-    """Put a participant on a full activity's waiting list: (position, joined at ms)."""
+) -> tuple[int, int, str]:
+    """Put a participant on a full activity's waiting list: (position, joined at ms, the
+    event's time zone to show it in)."""
     now = desk.clock_ms()
     async with writing(desk.engine) as conn:
         cart = await open_cart(desk, conn, session)
@@ -162,7 +163,8 @@ async def join_waiting_list(
                 )
             )
         ).scalar_one()
-        return int(position), int(entry.joined_at_ms)
+        timezone = (await event_row(conn, session.event_id)).timezone
+        return int(position), int(entry.joined_at_ms), timezone
 
 
 async def count_expired(engine: AsyncEngine, since_ms: int, until_ms: int) -> None:

@@ -225,15 +225,14 @@ class CartServicer(pb_grpc.CartServiceServicer):
         self, request: pb.JoinWaitingListRequest, context: Context
     ) -> pb.WaitingListEntry:
         session = _session()
-        position, joined = await holds.join_waiting_list(
+        position, joined, timezone = await holds.join_waiting_list(
             self._desk, session, request.activity_id, request.participant
         )
-        snapshot = await self._desk.snapshot(session)
         return pb.WaitingListEntry(
             activity_id=request.activity_id,
             participant=request.participant,
             position=position,
-            joined_at=iso_at(joined, snapshot.timezone),
+            joined_at=iso_at(joined, timezone),
         )
 
     async def SetPayer(self, request: pb.SetPayerRequest, context: Context) -> pb.Cart:

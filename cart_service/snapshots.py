@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Row, bindparam, func, select
@@ -132,11 +132,6 @@ async def payer_of(
     return Payer(person.id, f"{person.first_name} {person.last_name}", cart.payer_email or "")
 
 
-async def family_members(conn: AsyncConnection, client_number: str) -> list[family_records.Member]:
-    """The family's members, eldest first."""
-    return await family_records.members_of(conn, client_number)
-
-
 async def snapshot(conn: AsyncConnection, session: Session, now: int) -> CartSnapshot:
     """The session's cart as of ``now`` (an empty open cart when it has none yet)."""
     event = await event_row(conn, session.event_id)
@@ -153,7 +148,11 @@ async def snapshot(conn: AsyncConnection, session: Session, now: int) -> CartSna
         items = await lines_of(conn, cart.id, cart_items, now)
         if cart.status == "open" and 0 < cart.hold_expires_at_ms <= now:
             status, items, released = "expired", [], items
-    people = [] if cart.client_number is None else await family_members(conn, cart.client_number)
+    people = (
+        []
+        if cart.client_number is None
+        else await family_records.members_of(conn, cart.client_number)
+    )
     return CartSnapshot(
         event_id=event.id,
         status=status,
@@ -222,15 +221,20 @@ async def reprint(engine: AsyncEngine, cart_number: str, owner_number: str) -> R
         return await receipt_of(conn, cart)
 
 
+async def unused(conn: AsyncConnection, column: Any, draw: Callable[[], str]) -> str:
+    """A value from ``draw()`` that ``column`` does not hold yet (drawn again if it does)."""
+    while True:
+        value = draw()
+        used = (await conn.execute(select(func.count()).where(column == value))).scalar_one()
+        if not used:
+            return value
+
+
 async def new_cart_number(conn: AsyncConnection) -> str:
     """An unused 8-digit cart number (shown on the receipt and on a locked cart)."""
-    while True:
-        number = f"{secrets.randbelow(90_000_000) + 10_000_000}"
-        used = (
-            await conn.execute(select(func.count()).where(carts.c.cart_number == number))
-        ).scalar_one()
-        if not used:
-            return number
+    return await unused(
+        conn, carts.c.cart_number, lambda: f"{secrets.randbelow(90_000_000) + 10_000_000}"
+    )
 
 
 def new_owner_number() -> str:

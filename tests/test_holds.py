@@ -110,9 +110,9 @@ async def test_waiting_list_positions_in_order_of_arrival(desk: Desk) -> None:
     for n in (1, 2):
         session = Session("camp", f"s{n}")
         await family_rules.identify(desk, session, f"90000{n}", f"418 555-000{n}")
-        position, joined = await holds.join_waiting_list(desk, session, "b78-w1", f"K{n}")
+        position, joined, _ = await holds.join_waiting_list(desk, session, "b78-w1", f"K{n}")
         positions.append(position)
         assert joined == NOW
     assert positions == [1, 2]
-    again, _ = await holds.join_waiting_list(desk, Session("camp", "s2"), "b78-w1", "K2")
+    again, *_ = await holds.join_waiting_list(desk, Session("camp", "s2"), "b78-w1", "K2")
     assert again == 2  # joining twice keeps the first place
