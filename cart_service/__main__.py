@@ -19,7 +19,7 @@ from cart_service.payments_client import GrpcPayments
 from cart_service.servicer import SERVICE_NAME, CartServicer
 from waitroom import metrics
 from waitroom.channels import service_channel
-from waitroom.db import make_engine
+from waitroom.db import make_engine, pool_options
 from waitroom.grpc_server import start_server, until_signalled
 from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
 from waitroom.rpc import CallerInterceptor
@@ -37,7 +37,8 @@ async def serve(
     settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None
 ) -> None:
     """Serve carts until ``stop``; settle expired payment locks and send queued emails."""
-    engine = make_engine(settings.database_url)
+    url = settings.database_url
+    engine = make_engine(url, **pool_options(url, settings.database_pool_size))
     await create_schema(engine)
     channel = service_channel(settings.payment_target)
     outbox = Outbox(engine, settings.smtp_host, settings.smtp_port, settings.mail_from)

@@ -48,7 +48,11 @@ class Desk:
 
 
 # Built once: every cart call runs them.
-_CART_FOR_UPDATE = select(carts).where(carts.c.id == bindparam("cart_id")).with_for_update()
+# FOR NO KEY UPDATE (see seats.lock_activities): inserting the cart's items checks their
+# foreign key with FOR KEY SHARE, which must not wait on the cart's own lock holder.
+_CART_FOR_UPDATE = (
+    select(carts).where(carts.c.id == bindparam("cart_id")).with_for_update(key_share=True)
+)
 _UPDATE_CART = update(carts).where(carts.c.id == bindparam("cart_id"))
 _TOUCH = _UPDATE_CART.values(
     hold_expires_at_ms=case(

@@ -104,14 +104,20 @@ async def find_activities(
 async def lock_activities(conn: AsyncConnection, event_id: str, ids: Sequence[str]) -> None:
     """Lock the event's activities ``ids`` in id order until the transaction ends (so two
     transactions never wait on each other in a circle). SQLite: nothing to do, the
-    transaction holds the database's write lock since ``BEGIN IMMEDIATE``."""
+    transaction holds the database's write lock since ``BEGIN IMMEDIATE``.
+
+    ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: an insert into a table whose foreign key
+    names the activity (an item, a registration) takes ``FOR KEY SHARE`` on its row,
+    which ``FOR UPDATE`` blocks. A settlement inserting registrations would then queue
+    behind a seat counter while holding its own locks, and the two deadlock (seen in the
+    two-replica drill). Seat counters still exclude each other, which is all this is for."""
     if conn.dialect.name == "sqlite" or not ids:
         return
     await conn.execute(
         select(activities.c.id)
         .where(activities.c.event_id == event_id, activities.c.id.in_(sorted(ids)))
         .order_by(activities.c.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
 
 

@@ -173,7 +173,8 @@ def run(plan: Plan) -> int:
     for old in out.glob("parents-*.jsonl"):
         old.unlink()
     run_dir = out / "stack"
-    shutil.rmtree(run_dir, ignore_errors=True)  # a night of its own: no earlier run's data
+    for old_dir in (run_dir, out / "logs"):  # a night of its own: no earlier run's data
+        shutil.rmtree(old_dir, ignore_errors=True)
     env = _env(plan, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if plan.database:  # a database of the drill's own on that server, dropped at the end

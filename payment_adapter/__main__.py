@@ -13,7 +13,7 @@ from payment_adapter.providers import SandboxProvider
 from payment_adapter.servicer import SERVICE_NAME, PaymentAdapterServicer
 from payment_adapter.store import create_schema
 from waitroom import metrics
-from waitroom.db import make_engine
+from waitroom.db import make_engine, pool_options
 from waitroom.grpc_server import start_server, until_signalled
 from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
 from waitroom.rpc import CallerInterceptor
@@ -30,9 +30,7 @@ async def serve(
     url = settings.payment_database_url or settings.database_url
     # PostgreSQL: each charge in flight holds a connection for its provider slot and
     # uses another to record what happened (payment_adapter/slots.py).
-    pool = (
-        {"pool_size": settings.provider_concurrency * 2 + 5} if url.startswith("postgres") else {}
-    )
+    pool = pool_options(url, settings.provider_concurrency * 2 + 5)
     engine = make_engine(url, **pool)
     await create_schema(engine)
     provider = SandboxProvider(engine, latency_s=settings.sandbox_latency_ms / 1000)

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # The payment adapter's own database; empty: the same as database_url. With SQLite,
     # give it a file of its own: two processes writing one SQLite file wait on each other.
     payment_database_url: str = ""
+    # PostgreSQL: the connections each cart-service process keeps open (up to 10 more are
+    # opened for a burst and closed after it).
+    database_pool_size: int = Field(5, ge=1, le=500)
     cart_grpc_port: int = Field(50052, ge=0, le=65535)
     payment_grpc_port: int = Field(50053, ge=0, le=65535)
     # Where the gateway finds the cart service, and the cart service the payment adapter.
