@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import admin, pages, public, registration
+from gateway import admin, observe, pages, public, registration
 from gateway.heartbeats import HeartbeatBuffer
 from gateway.joiner import JoinCoalescer
 from gateway.replies import FALLBACK_PATH, error, reply, unmatched
@@ -60,6 +60,7 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(store.run(settings.refresh_interval_s, stop), name="views"),
         asyncio.create_task(heartbeats.run(settings.heartbeat_flush_s, stop), name="heartbeats"),
+        asyncio.create_task(observe.run(stop), name="metrics"),
     ]
     yield
     stop.set()
@@ -80,6 +81,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus exposition: this process's metrics, or every gateway process's totals when
     ``PROMETHEUS_MULTIPROC_DIR`` is set."""
+    observe.flush()
     body, content_type = exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -4,6 +4,7 @@ totals when several gateway processes share a port."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 import signal
 import sys
@@ -13,14 +14,16 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestClient
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from gateway import observe
 from queue_service.metrics import EventCollector
 from queue_service.service import QueueService
 from tests.conftest import create_event, join, poll, statuses, wait_for
 from tests.registration import registration_stack
+from waitroom.metrics import LATENCY_BUCKETS
 from waitroom.redis_server import free_port
 from waitroom.settings import Settings
 
@@ -171,6 +174,12 @@ async def test_several_gateway_processes_report_the_totals_of_all(
         assert statuses == [201] * joins
         writers = {path.name.split("_")[-1] for path in metrics_dir.glob("*.db")}
         assert len(writers) >= 2, writers  # both processes served (and wrote) some
+
+        async def total_reported() -> bool:  # each process adds its tallies every second
+            text = (await fresh("GET", "/metrics"))[1]
+            return value(text, "waitroom_joins_total", event="camp") == joins
+
+        await wait_for(total_reported, 5)
         for _ in range(6):  # whichever process answers, it reports the total
             status, text = await fresh("GET", "/metrics")
             assert status == 200
@@ -184,3 +193,36 @@ async def test_several_gateway_processes_report_the_totals_of_all(
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+def test_tallied_latencies_equal_observed_ones() -> None:
+    """The gateway tallies requests and latencies between flushes (gateway/observe.py);
+    once flushed, the histogram holds exactly what ``observe`` would have put there."""
+    registry = CollectorRegistry()
+    tallied = Histogram("t", "tallied", ["route"], buckets=LATENCY_BUCKETS, registry=registry)
+    observed = Histogram("o", "observed", ["route"], buckets=LATENCY_BUCKETS, registry=registry)
+    requests = Counter("r", "requests", ["route"], registry=registry)
+    seconds = [0.0001, 0.0005, 0.0007, 0.001, 0.003, 0.2, 0.9999, 7.0, 11.0, 0.0005]
+    route = "/tallied"
+    latency, counter = tallied.labels(route), requests.labels(route)
+    pending = [0.0] * (len(LATENCY_BUCKETS) + 2)
+    for s in seconds:
+        pending[bisect.bisect_left(observe._BOUNDS, s)] += 1
+        pending[-1] += s
+        observed.labels(route).observe(s)
+    observe._latencies[latency] = pending
+    observe._counts[counter] = len(seconds)
+    try:
+        observe.flush()
+    finally:
+        observe._latencies.pop(latency)
+    text = generate_latest(registry).decode()
+    for bound in (*LATENCY_BUCKETS, "+Inf"):
+        le = str(float(bound)) if bound != "+Inf" else bound
+        assert value(text, "t_bucket", route=route, le=le) == value(
+            text, "o_bucket", route=route, le=le
+        ), le
+    assert value(text, "t_count", route=route) == len(seconds)
+    assert value(text, "t_sum", route=route) == value(text, "o_sum", route=route)
+    assert value(text, "r_total", route=route) == len(seconds)
+    assert not observe._counts and not any(pending)
