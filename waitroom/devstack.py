@@ -11,6 +11,7 @@ the demo catalogue and families (``cart_service/demo.py``) behind it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -142,8 +143,13 @@ class LocalStack:
         smtp += env.setdefault("WAITROOM_SMTP_PORT", "8025")
         mailbox = ("-c", "aiosmtpd.handlers.Mailbox", str(self.run_dir / "mail"))
         replicas = self._cart_replicas()
+        # The SMTP sink is a dev tool (the `local` extra): without it, the confirmation
+        # emails wait in the outbox, retried, and the stack runs all the same.
+        sink = importlib.util.find_spec("aiosmtpd") is not None
+        if not sink:
+            print("no SMTP sink (pip install 'waitroom[local]'): emails stay queued", flush=True)
         commands = [
-            ("smtp", [sys.executable, "-m", "aiosmtpd", "-n", "-l", smtp, *mailbox]),
+            *([("smtp", [sys.executable, "-m", "aiosmtpd", "-n", "-l", smtp, *mailbox])] * sink),
             *((module, [sys.executable, "-m", module]) for module in SERVICES),
             *((name, [sys.executable, "-m", "cart_service"]) for name in replicas),
             *((f"gateway-{i}", [sys.executable, "-m", "gateway"]) for i in range(self.gateways)),
