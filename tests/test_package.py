@@ -107,6 +107,7 @@ def test_an_installed_gateway_serves_pages(wheel: Path, tmp_path: Path, settings
         "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),
         "WAITROOM_HTTP_HOST": "127.0.0.1",
         "WAITROOM_HTTP_PORT": str(port),
+        "WAITROOM_JOIN_LIMIT": "100000",  # other tests joined from this address too
     }
     gateway = subprocess.Popen(
         [str(venv / "bin" / "waitroom-gateway")], env=env, cwd=tmp_path,
