@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -116,6 +117,7 @@ def test_an_installed_gateway_serves_pages(wheel: Path, tmp_path: Path, settings
     base = f"http://127.0.0.1:{port}"
     try:
         assert _get(base + "/healthz", gateway)[0] == 200
+        event_id = f"pkg-{secrets.token_hex(4)}"  # Redis is shared with other tests
         now = datetime.now(UTC)
         event = {
             "waiting_room_opens_at": (now - timedelta(seconds=1)).isoformat(),
@@ -125,16 +127,16 @@ def test_an_installed_gateway_serves_pages(wheel: Path, tmp_path: Path, settings
             "max_active": 10,
         }
         put = urllib.request.Request(
-            base + "/admin/v1/events/camp", data=json.dumps(event).encode(), method="PUT",
+            f"{base}/admin/v1/events/{event_id}", data=json.dumps(event).encode(), method="PUT",
             headers={**AUTH, "Content-Type": "application/json"},
         )  # fmt: skip
         with urllib.request.urlopen(put, timeout=5) as answer:
             assert answer.status in (200, 201)
-        join = urllib.request.Request(base + "/api/v1/events/camp/tickets", method="POST")
+        join = urllib.request.Request(f"{base}/api/v1/events/{event_id}/tickets", method="POST")
         with urllib.request.urlopen(join, timeout=5) as answer:  # join.lua, from the wheel
             assert answer.status == 201
             assert json.loads(answer.read())["status"] == "prequeue"
-        status, page = _get(base + "/events/camp/", gateway)
+        status, page = _get(f"{base}/events/{event_id}/", gateway)
         assert status == 200 and b"<html" in page  # a template, rendered
         status, css = _get(base + "/static/app.css", gateway)
         assert status == 200 and css == (ROOT / "gateway" / "static" / "app.css").read_bytes()
