@@ -66,4 +66,5 @@ def test_keygen_prints_usable_settings() -> None:
         "WAITROOM_TOKEN_PUBLIC_KEYS",
         "WAITROOM_TOKEN_KID",
         "WAITROOM_ADMIN_TOKEN",
+        "WAITROOM_SERVICE_TOKEN",
     }

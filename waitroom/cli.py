@@ -80,6 +80,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     print(f"WAITROOM_TOKEN_PUBLIC_KEYS={args.kid}:{public_key_of(signing)}")
     print(f"WAITROOM_TOKEN_KID={args.kid}")
     print(f"WAITROOM_ADMIN_TOKEN={secrets.token_urlsafe(24)}")
+    print(f"WAITROOM_SERVICE_TOKEN={secrets.token_urlsafe(32)}")
     return 0
 
 
