@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: all run test lint types proto proto-check bench drill screenshots dashboards lock clean
+.PHONY: all run test lint types proto proto-check bench drill screenshots dashboards lock clean image base-image
 
 all: lint types test
 
@@ -51,6 +51,19 @@ proto-check: $(STAMP)
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq wrk >/dev/null); } || { echo "bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m bench
+
+## make image: the container image, one for the four processes (see Dockerfile). Where no
+## registry answers: make base-image, then make image BASE_IMAGE=local/debian:bookworm.
+BASE_IMAGE ?= python:3.11-slim-bookworm
+IMAGE ?= waitroom:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	@# The build network's own certificate authorities, for the build stage only.
+	@cp /usr/local/share/ca-certificates/*.crt deploy/docker/ca/ 2>/dev/null || true
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+
+## make base-image: local/debian:bookworm made with debootstrap (root, a Docker daemon).
+base-image:
+	deploy/docker/local-base.sh
 
 ## make drill: a time-compressed opening night (Locust, headless) and its report in
 ## drill-report/ (DRILL_ARGS="--parents 3000 --rate 900" to change it).

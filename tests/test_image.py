@@ -1,0 +1,147 @@
+"""The container image, where a Docker daemon runs (``.ci/run`` starts one): ``make image``
+builds it on a base made on this machine (no registry here), and the gateway runs from
+it, as a user without privileges, on a read-only root filesystem, against a Redis on the
+host; the image has no compiler, every process's command, and a health check that turns
+healthy."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import AUTH
+from waitroom.redis_server import free_port
+from waitroom.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = "local/debian:bookworm"
+IMAGE = "waitroom:test"
+
+
+def _docker() -> str:
+    docker = shutil.which("docker")
+    running = docker is not None and subprocess.run(
+        [docker, "info"], capture_output=True, check=False
+    ).returncode == 0  # fmt: skip
+    if not running or docker is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must build the image: no Docker daemon answers (.ci/run starts one)")
+        pytest.skip("no Docker daemon answers here")
+    return docker
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    docker = _docker()
+    subprocess.run([str(ROOT / "deploy" / "docker" / "local-base.sh"), BASE], check=True)
+    subprocess.run(
+        ["make", "-s", "image", f"BASE_IMAGE={BASE}", f"IMAGE={IMAGE}"],
+        check=True, cwd=ROOT, capture_output=True,
+    )  # fmt: skip
+    return docker
+
+
+def _run(docker: str, *args: str) -> str:
+    return subprocess.run(
+        [docker, "run", "--rm", *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_the_image_is_locked_down(image: str) -> None:
+    (config,) = json.loads(
+        subprocess.check_output([image, "image", "inspect", IMAGE]).decode()
+    )  # fmt: skip
+    assert config["Config"]["User"] == "10001:10001"
+    assert config["Config"]["Cmd"] == ["waitroom-gateway"]
+    assert config["Config"]["Healthcheck"]["Test"][:2] == ["CMD", "python3"]
+    assert _run(image, IMAGE, "id", "-u") == "10001"
+    no_compiler = "import shutil; print([c for c in ('gcc', 'cc', 'clang') if shutil.which(c)])"
+    assert _run(image, IMAGE, "python3", "-c", no_compiler) == "[]"
+    commands = "waitroom-gateway waitroom-queue waitroom-cart waitroom-payments waitroom"
+    script = f"for c in {commands}; do command -v $c; done"
+    found = _run(image, "--entrypoint", "sh", IMAGE, "-c", script)
+    assert len(found.splitlines()) == 5, found
+
+
+def test_the_gateway_runs_from_it_read_only(image: str, settings: Settings) -> None:
+    port = free_port()
+    assert settings.admin_token and settings.ticket_secret and settings.token_signing_key
+    env = {
+        "WAITROOM_REDIS_URL": settings.redis_url,
+        "WAITROOM_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
+        "WAITROOM_TICKET_SECRET": settings.ticket_secret.get_secret_value(),
+        "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),
+        "WAITROOM_HTTP_HOST": "127.0.0.1",
+        "WAITROOM_HTTP_PORT": str(port),
+        "WAITROOM_JOIN_LIMIT": "100000",
+    }
+    name = f"waitroom-test-{secrets.token_hex(4)}"
+    flags = [f"--env={key}={value}" for key, value in env.items()]
+    subprocess.run(
+        [image, "run", "--detach", "--name", name, "--network", "host", "--read-only",
+         "--tmpfs", "/tmp", *flags, IMAGE],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: _status(base + "/healthz") == 200, 30)
+        event_id = f"img-{secrets.token_hex(4)}"
+        now = datetime.now(UTC)
+        event = {
+            "waiting_room_opens_at": (now - timedelta(seconds=1)).isoformat(),
+            "opens_at": (now + timedelta(hours=1)).isoformat(),
+            "closes_at": (now + timedelta(hours=2)).isoformat(),
+            "admit_per_minute": 60,
+            "max_active": 10,
+        }
+        put = urllib.request.Request(
+            f"{base}/admin/v1/events/{event_id}", data=json.dumps(event).encode(), method="PUT",
+            headers={**AUTH, "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(put, timeout=5) as answer:
+            assert answer.status in (200, 201)
+        join = urllib.request.Request(f"{base}/api/v1/events/{event_id}/tickets", method="POST")
+        with urllib.request.urlopen(join, timeout=5) as answer:
+            assert answer.status == 201
+        assert _status(f"{base}/events/{event_id}/") == 200
+        assert _status(f"{base}/static/app.css") == 200
+
+        def healthy() -> bool:
+            state = subprocess.check_output(
+                [image, "inspect", "--format", "{{.State.Health.Status}}", name], text=True
+            )  # fmt: skip
+            return state.strip() == "healthy"
+
+        _wait(healthy, 40)  # the image's HEALTHCHECK, every 10 s
+    finally:
+        logs = subprocess.run([image, "logs", name], capture_output=True, text=True, check=False)
+        subprocess.run([image, "rm", "--force", name], capture_output=True, check=False)
+    assert "Traceback" not in logs.stdout + logs.stderr, logs.stderr[-2000:]
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def _wait(condition: object, seconds: float) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
