@@ -97,6 +97,24 @@ async def readyz(request: web.Request) -> web.Response:
     return reply({"status": "ready", "queue_leader": gw.store.leader})
 
 
+async def serving(request: web.Request) -> web.Response:
+    """Whether a load balancer should send parents here: this process has read the line
+    from Redis at least once since it started. It stays 200 while Redis is away or no
+    queue service leads (``/readyz`` then says 503): parents are better answered here,
+    with a JSON 503, ``Retry-After`` and their heartbeat kept until Redis is back, than
+    by a load balancer that has taken every gateway out at once."""
+    gw = request.app[GATEWAY]
+    if gw.store.refreshed_at == 0.0:
+        return error(503, "unavailable", reason="starting", headers={"Retry-After": "2"})
+    return reply(
+        {
+            "status": "serving",
+            "redis_fresh": gw.store.age_s() <= gw.settings.stale_after_s,
+            "queue_leader": gw.store.leader,
+        }
+    )
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway for ``settings``; every long-lived resource is a cleanup context."""
     if settings.admin_token is None:
@@ -110,6 +128,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_gateway_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/readyz/serving", serving)
     app.router.add_get("/metrics", metrics)
     public.add_routes(app.router)
     registration.add_routes(app.router)

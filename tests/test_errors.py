@@ -139,6 +139,8 @@ async def test_redis_down_is_503_and_no_ticket_is_lost(
         assert resp.status == 503 and "Retry-After" in resp.headers
         resp = await client.get("/readyz")
         assert resp.status == 503
+        resp = await client.get("/readyz/serving")  # still the place to answer parents
+        assert resp.status == 200 and (await resp.json())["redis_fresh"] is False
         server.start()
         await asyncio.sleep(1.0)
         for ticket in tickets:
@@ -154,6 +156,9 @@ async def test_health_endpoints(client: Client) -> None:
     assert (await client.get("/healthz")).status == 200
     resp = await client.get("/readyz")  # no queue service running here: not ready
     assert resp.status == 503 and (await resp.json())["reason"] == "no_queue_leader"
+    resp = await client.get("/readyz/serving")  # but it can answer parents
+    assert resp.status == 200
+    assert await resp.json() == {"status": "serving", "redis_fresh": True, "queue_leader": None}
 
 
 async def test_unmatched_paths_and_methods_are_json(client: Client, redis: Redis) -> None:
