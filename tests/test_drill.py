@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.postgres import postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +49,7 @@ def _drill(out: Path, *extra: str) -> list[dict[str, object]]:
     return checks
 
 
+@pytest.mark.timeout(300)  # a drill of 200 parents lasts ~100 s by its schedule
 def test_two_cart_replicas_on_postgresql_share_the_night(tmp_path: Path) -> None:
     out = tmp_path / "drill-pg"
     _drill(out, "--cart-replicas", "2", "--database", postgres_server())
@@ -56,6 +59,7 @@ def test_two_cart_replicas_on_postgresql_share_the_night(tmp_path: Path) -> None
     assert _processes_mentioning(str(out)) == []
 
 
+@pytest.mark.timeout(300)
 def test_a_short_drill_passes_its_checks_and_stops_by_itself(tmp_path: Path) -> None:
     out = tmp_path / "drill"
     _drill(out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -120,7 +121,10 @@ def main(argv: list[str] | None = None) -> None:
     keygen.set_defaults(func=cmd_keygen)
 
     run = sub.add_parser("run", help="run the whole stack here (what make run does)")
-    run.add_argument("--gateways", type=int, default=1)
+    run.add_argument(
+        "--gateways", type=int, default=os.cpu_count() or 1,
+        help="gateway processes on the one port (default: one per core)",
+    )  # fmt: skip
     run.add_argument("--no-demo", action="store_true")
     run.set_defaults(func=cmd_run)
 

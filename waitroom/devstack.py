@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from waitroom.redis_server import RedisServer, die_with_parent, free_port
+from waitroom.redis_server import RedisServer, free_port
+from waitroom.supervisor import Child, Supervisor
 from waitroom.tokens import new_signing_key, public_key_of
 
 RUN_DIR = Path(".run")
@@ -119,7 +120,11 @@ class LocalStack:
     log_dir: Path | None = None  # None: the children write to this terminal
     # Cart-service processes; more than one needs PostgreSQL (WAITROOM_DATABASE_URL).
     cart_replicas: int = 1
-    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # A second queue service standing by to take the lead (make run has one).
+    queue_standby: bool = False
+    # Restart a process that dies (make run); False: report it (the drill stops).
+    heal: bool = False
+    supervisor: Supervisor = field(default_factory=Supervisor)
     redis_server: RedisServer | None = None
 
     @property
@@ -154,28 +159,34 @@ class LocalStack:
             *((name, [sys.executable, "-m", "cart_service"]) for name in replicas),
             *((f"gateway-{i}", [sys.executable, "-m", "gateway"]) for i in range(self.gateways)),
         ]
+        envs = {**replicas, **self._queue_standby()}
+        if "queue_service-standby" in envs:
+            commands.append(("queue_service-standby", [sys.executable, "-m", "queue_service"]))
         # Gateway processes share one port: each writes its metrics here and any of them
         # answers /metrics with the totals of all (prometheus_client's multiprocess mode).
         metrics_dir = self.run_dir / "gateway-metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         gateway_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
+        self.supervisor.restart = self.heal
         for name, command in commands:
-            out = None
-            if self.log_dir is not None:
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-                out = (self.log_dir / f"{name}.log").open("ab")
-            self.children.append(
-                subprocess.Popen(
-                    command,
-                    env=gateway_env if name.startswith("gateway") else replicas.get(name, env),
-                    stdout=out,
-                    stderr=out,
-                    preexec_fn=die_with_parent,
-                )
-            )
-            if out is not None:
-                out.close()  # the child has its own descriptor
+            log = None if self.log_dir is None else self.log_dir / f"{name}.log"
+            child_env = gateway_env if name.startswith("gateway") else envs.get(name, env)
+            self.supervisor.add(Child(name, command, child_env, log))
+
+    def _queue_standby(self) -> dict[str, dict[str, str]]:
+        """The standby queue service's environment (its own ports and instance name)."""
+        if not self.queue_standby:
+            return {}
+        env = self.env
+        metrics = "0" if env.get("WAITROOM_QUEUE_METRICS_PORT") == "0" else str(free_port())
+        standby = {
+            **env,
+            "WAITROOM_INSTANCE": "standby",
+            "WAITROOM_QUEUE_GRPC_PORT": str(free_port()),
+            "WAITROOM_QUEUE_METRICS_PORT": metrics,
+        }
+        return {"queue_service-standby": standby}
 
     def _cart_replicas(self) -> dict[str, dict[str, str]]:
         """The environment of each cart-service process, by name: the first on the
@@ -200,29 +211,37 @@ class LocalStack:
         self, stopping: Callable[[], bool] = lambda: False, timeout_s: float = 90
     ) -> bool:
         """Until the gateway is ready (Redis fresh, a queue leader); False if a service
-        exited, ``stopping()`` turned true, or the time ran out."""
+        exited (and is not healed), ``stopping()`` turned true, or the time ran out."""
         deadline = time.monotonic() + timeout_s
         while not stopping() and time.monotonic() < deadline:
             if http_request("GET", self.base + "/readyz")[0] == 200:
                 return True
+            self.check()
             if not self.alive():
                 return False
             time.sleep(0.2)
         return False
 
+    def check(self) -> None:
+        """Heal what died (when ``heal``): a process, or the Redis this stack started."""
+        self.supervisor.check()
+        server = self.redis_server
+        process = None if server is None else server.process
+        if not self.heal or server is None or process is None or process.poll() is None:
+            return
+        print(f"supervisor: redis exited (code {process.returncode}); restarting", flush=True)
+        try:
+            server.start()  # the same port and data: its append-only file
+        except RuntimeError as exc:  # tried again at the next check
+            print(f"supervisor: redis did not start again: {exc}", flush=True)
+        else:
+            print("supervisor: redis restarted", flush=True)
+
     def alive(self) -> bool:
-        return all(child.poll() is None for child in self.children)
+        return self.supervisor.alive()
 
     def stop(self) -> None:
-        for child in self.children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in self.children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        self.supervisor.stop()
         if self.redis_server is not None:
             self.redis_server.stop()
 
@@ -233,7 +252,7 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
     for name in ("WAITROOM_ADMIN_TOKEN",):
         if os.environ.get(name):
             env[name] = os.environ[name]
-    stack = LocalStack(RUN_DIR, env, gateways)
+    stack = LocalStack(RUN_DIR, env, gateways, queue_standby=True, heal=True)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -281,9 +300,8 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
             print(f"admin token: {env['WAITROOM_ADMIN_TOKEN']}")
             print(f"ready: {base}", flush=True)
         # Also stop when whoever started us (make) is gone: a SIGTERM to make is not passed on.
-        while not stopping and stack.alive():
-            if os.getppid() != parent:
-                break
+        while not stopping and os.getppid() == parent:
+            stack.check()  # a process that died is started again, Redis included
             time.sleep(0.2)
     finally:
         stack.stop()
