@@ -30,7 +30,7 @@ SETTINGS = web.AppKey("settings", Settings)
 async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     """Redis, the views, the heartbeat flusher and the join batcher: set up, yield, drain."""
     settings = app[SETTINGS]
-    redis = make_redis(settings.redis_url, max_connections=256)
+    redis = make_redis(settings.redis_url, max_connections=256, cluster=settings.redis_cluster)
     scripts = register_scripts(redis)
     store = ViewStore(redis)
     heartbeats = HeartbeatBuffer(redis)

@@ -28,7 +28,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Run until ``stop``: lead or stand by, serve admin calls, then drain and release."""
     if settings.admin_token is None:
         raise SettingsError("WAITROOM_ADMIN_TOKEN is required: the admin API never runs open")
-    redis = make_redis(settings.redis_url)
+    redis = make_redis(settings.redis_url, cluster=settings.redis_cluster)
     scripts = register_scripts(redis)
     instance = settings.instance or f"{socket.gethostname()}-{os.getpid()}"
     service = QueueService(redis, scripts, instance, settings.lease_ttl_ms, settings.tick_s)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,7 @@ from queue_service.service import QueueService
 from tests.support.postgres import drop, fresh_database
 from waitroom.db import make_engine
 from waitroom.draw import DrawnOrder
+from waitroom.redis_cluster import RedisClusterServer
 from waitroom.redis_conn import make_redis
 from waitroom.redis_server import RedisServer
 from waitroom.schedule import EventConfig
@@ -34,19 +37,32 @@ ADMIN_TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One redis-server for the session; fsync always, so a restart loses nothing."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"), fsync="always")
+@pytest.fixture(scope="session", params=["single", "cluster"])
+def redis_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisServer | RedisClusterServer]:
+    """The Redis of the session, twice: one redis-server (fsync always, so a restart loses
+    nothing), then a Redis Cluster of six nodes (three masters, three replicas). Every
+    test that talks to Redis runs against both."""
+    server: RedisServer | RedisClusterServer
+    if request.param == "cluster":
+        if shutil.which("redis-cli") is None:
+            if os.environ.get("CI"):
+                pytest.fail("CI must run the tests on a Redis Cluster: redis-cli is missing")
+            pytest.skip("redis-cli is missing: no Redis Cluster here")
+        server = RedisClusterServer(tmp_path_factory.mktemp("redis-cluster"))
+    else:
+        server = RedisServer(tmp_path_factory.mktemp("redis"), fsync="always")
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def settings(redis_server: RedisServer) -> Settings:
+def settings(redis_server: RedisServer | RedisClusterServer) -> Settings:
     return Settings(
         redis_url=redis_server.url,
+        redis_cluster=redis_server.cluster,
         admin_token=ADMIN_TOKEN,
         ticket_secret=secrets.token_urlsafe(32),
         token_signing_key=new_signing_key(),
@@ -63,8 +79,8 @@ def settings(redis_server: RedisServer) -> Settings:
 
 
 @pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = make_redis(redis_server.url)
+async def redis(redis_server: RedisServer | RedisClusterServer) -> AsyncIterator[Redis]:
+    client = make_redis(redis_server.url, cluster=redis_server.cluster)
     await client.flushall()
     yield client
     await client.aclose()

@@ -28,7 +28,7 @@ async def test_verify_draw_from_redis_and_from_a_record(
     client: Client, redis: Redis, leader: QueueService, redis_server: Any, tmp_path: Path
 ) -> None:
     await create_event(client, redis, opens_in=1.0, admit_per_minute=60_000)
-    early = _cli("verify-draw", "camp", "--redis-url", redis_server.url)
+    early = _cli("verify-draw", "camp", *_redis(redis_server))
     assert early.returncode == 2 and "still secret" in early.stdout
     tickets = [await join(client) for _ in range(25)]
 
@@ -36,11 +36,11 @@ async def test_verify_draw_from_redis_and_from_a_record(
         return all(s == "admitted" for s in await statuses(client, tickets))
 
     await wait_for(admitted, 15)
-    ok = await asyncio.to_thread(_cli, "verify-draw", "camp", "--redis-url", redis_server.url)
+    ok = await asyncio.to_thread(_cli, "verify-draw", "camp", *_redis(redis_server))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "all 25 served lines" in ok.stdout
 
-    record = await asyncio.to_thread(_cli, "draw-record", "camp", "--redis-url", redis_server.url)
+    record = await asyncio.to_thread(_cli, "draw-record", "camp", *_redis(redis_server))
     path = tmp_path / "draw.json"
     path.write_text(record.stdout)
     offline = await asyncio.to_thread(_cli, "verify-draw", "--record", str(path))
@@ -53,8 +53,12 @@ async def test_verify_draw_from_redis_and_from_a_record(
     l2, a2, o2 = second.split(" ")
     await redis.lset(audit_key, 0, f"{l1} {a2} {o1}")
     await redis.lset(audit_key, 1, f"{l2} {a1} {o2}")
-    bad = await asyncio.to_thread(_cli, "verify-draw", "camp", "--redis-url", redis_server.url)
+    bad = await asyncio.to_thread(_cli, "verify-draw", "camp", *_redis(redis_server))
     assert bad.returncode == 1 and "FAIL: line 1" in bad.stdout
+
+
+def _redis(server: Any) -> list[str]:
+    return ["--redis-url", server.url, *(["--redis-cluster"] if server.cluster else [])]
 
 
 def test_keygen_prints_usable_settings() -> None:

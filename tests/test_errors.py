@@ -121,7 +121,9 @@ async def test_redis_down_is_503_and_no_ticket_is_lost(
     server = RedisServer(tmp_path / "redis", fsync="always")
     server.start()
     try:
-        local = settings.model_copy(update={"redis_url": server.url, "stale_after_s": 0.5})
+        local = settings.model_copy(
+            update={"redis_url": server.url, "redis_cluster": False, "stale_after_s": 0.5}
+        )
         client = await gateway_client(aiohttp_client, local)
         from waitroom.redis_conn import make_redis
 

@@ -78,6 +78,7 @@ def test_the_gateway_runs_from_it_read_only(image: str, settings: Settings) -> N
     assert settings.admin_token and settings.ticket_secret and settings.token_signing_key
     env = {
         "WAITROOM_REDIS_URL": settings.redis_url,
+        "WAITROOM_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         "WAITROOM_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
         "WAITROOM_TICKET_SECRET": settings.ticket_secret.get_secret_value(),
         "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),

@@ -133,6 +133,7 @@ async def test_several_gateway_processes_report_the_totals_of_all(
         **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "WAITROOM_REDIS_URL": settings.redis_url,
+        "WAITROOM_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         "WAITROOM_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
         "WAITROOM_TICKET_SECRET": settings.ticket_secret.get_secret_value(),
         "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),

@@ -103,6 +103,7 @@ def test_an_installed_gateway_serves_pages(wheel: Path, tmp_path: Path, settings
     env = {
         "PATH": os.environ["PATH"],
         "WAITROOM_REDIS_URL": settings.redis_url,
+        "WAITROOM_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         "WAITROOM_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
         "WAITROOM_TICKET_SECRET": settings.ticket_secret.get_secret_value(),
         "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),

@@ -30,6 +30,7 @@ def _env(settings: Settings, name: str) -> dict[str, str]:
     return {
         **os.environ,
         "WAITROOM_REDIS_URL": settings.redis_url,
+        "WAITROOM_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         "WAITROOM_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
         "WAITROOM_TICKET_SECRET": settings.ticket_secret.get_secret_value(),
         "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),
@@ -133,7 +134,7 @@ async def test_redis_restart_keeps_every_place(
     task: asyncio.Task[None] | None = None
     redis = make_redis(server.url)
     try:
-        local = settings.model_copy(update={"redis_url": server.url})
+        local = settings.model_copy(update={"redis_url": server.url, "redis_cluster": False})
         client = await gateway_client(aiohttp_client, local)
         await create_event(client, redis, opens_in=1.0, admit_per_minute=0, max_active=100)
         tickets = [await join(client) for _ in range(20)]

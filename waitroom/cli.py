@@ -23,8 +23,8 @@ from waitroom.redis_conn import make_redis
 from waitroom.tokens import new_signing_key, public_key_of
 
 
-async def _load(event_id: str, redis_url: str) -> audit.DrawRecord:
-    redis = make_redis(redis_url)
+async def _load(event_id: str, redis_url: str, cluster: bool = False) -> audit.DrawRecord:
+    redis = make_redis(redis_url, cluster=cluster)
     try:
         return await audit.load_record(redis, event_id)
     finally:
@@ -36,7 +36,7 @@ def _record(args: argparse.Namespace) -> audit.DrawRecord:
         return audit.DrawRecord.from_json(Path(args.record).read_text(encoding="utf-8"))
     if not args.event:
         raise SystemExit("verify-draw: give an EVENT (read from Redis) or --record FILE")
-    return asyncio.run(_load(args.event, args.redis_url))
+    return asyncio.run(_load(args.event, args.redis_url, args.redis_cluster))
 
 
 def cmd_verify_draw(args: argparse.Namespace) -> int:
@@ -63,7 +63,7 @@ def cmd_verify_draw(args: argparse.Namespace) -> int:
 
 
 def cmd_draw_record(args: argparse.Namespace) -> int:
-    print(asyncio.run(_load(args.event, args.redis_url)).to_json())
+    print(asyncio.run(_load(args.event, args.redis_url, args.redis_cluster)).to_json())
     return 0
 
 
@@ -96,17 +96,26 @@ def main(argv: list[str] | None = None) -> None:
         prog="waitroom", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    default_redis = "redis://127.0.0.1:6379/0"
+    # The same settings as the services: WAITROOM_REDIS_URL, WAITROOM_REDIS_CLUSTER.
+    default_redis = os.environ.get("WAITROOM_REDIS_URL", "redis://127.0.0.1:6379/0")
+    default_cluster = os.environ.get("WAITROOM_REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
+    cluster_help = "the URL names a node of a Redis Cluster (default: WAITROOM_REDIS_CLUSTER)"
 
     verify = sub.add_parser("verify-draw", help="check a draw: seed, commitment, served order")
     verify.add_argument("event", nargs="?")
     verify.add_argument("--redis-url", default=default_redis)
+    verify.add_argument(
+        "--redis-cluster", action="store_true", default=default_cluster, help=cluster_help
+    )
     verify.add_argument("--record", help="a JSON draw record (from draw-record) instead of Redis")
     verify.set_defaults(func=cmd_verify_draw)
 
     record = sub.add_parser("draw-record", help="print an event's draw record as JSON")
     record.add_argument("event")
     record.add_argument("--redis-url", default=default_redis)
+    record.add_argument(
+        "--redis-cluster", action="store_true", default=default_cluster, help=cluster_help
+    )
     record.set_defaults(func=cmd_draw_record)
 
     order = sub.add_parser("draw-order", help="print the order a seed gives")

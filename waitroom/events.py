@@ -85,13 +85,16 @@ async def put_event(redis: Redis, event_id: str, spec: EventSpec) -> bool:
             if existing.get(name) != fields[name]:
                 raise InvalidEvent(f"{label} cannot change after the draw")
     seed = draw.new_seed()
+    # The list of events first, on its own: a Redis Cluster refuses one transaction over
+    # it and the event's keys (another hash slot). Listed but not yet written, an event
+    # is skipped by every reader (no cfg); written but not listed cannot happen.
+    await redis.sadd(keys.EVENTS, event_id)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(k.cfg, mapping={k: v for k, v in fields.items()})
         pipe.hsetnx(k.cfg, "salt", secrets.token_urlsafe(12))
         pipe.hsetnx(k.cfg, "paused", "0")
         pipe.hsetnx(k.draw, "seed", seed.hex())
         pipe.hsetnx(k.draw, "commitment", draw.commitment(seed))
-        pipe.sadd(keys.EVENTS, event_id)
         await pipe.execute()
     return not existing
 

@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
-def make_redis(url: str, max_connections: int = 64) -> Redis:
-    """A client with short timeouts and a bounded retry: fail fast to a 503, not a hang."""
+def make_redis(url: str, max_connections: int = 64, cluster: bool = False) -> Redis:
+    """A client with short timeouts and a bounded retry: fail fast to a 503, not a hang.
+
+    ``cluster``: ``url`` names any node of a Redis Cluster. The cluster client speaks the
+    same commands, scripts and pipelines (every multi-key operation of ours stays within
+    one event's hash tag), so callers keep the ``Redis`` type. Its retries are longer: a
+    replica takes over 2-3 s after its master dies, and the client must ride through it
+    (re-reading the slot map) rather than fail every call of those seconds."""
+    if cluster:
+        client = RedisCluster.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=2.0,
+            socket_connect_timeout=1.0,
+            health_check_interval=15,
+            max_connections=max_connections,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=10),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+        return cast(Redis, client)
     return Redis.from_url(
         url,
         decode_responses=True,

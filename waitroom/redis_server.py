@@ -56,6 +56,8 @@ def find_redis_server() -> str:
 class RedisServer:
     """A redis-server child process with append-only persistence under ``data_dir``."""
 
+    cluster = False  # what make_redis(..., cluster=) and WAITROOM_REDIS_CLUSTER need to know
+
     def __init__(self, data_dir: Path, port: int | None = None, fsync: str = "everysec") -> None:
         self.data_dir = data_dir.resolve()  # redis-server chdirs to --dir first
         self.port = port or free_port()
@@ -66,28 +68,23 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def command(self) -> list[str]:
+        return [
+            find_redis_server(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", self.fsync,
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+        ]  # fmt: skip
+
     def start(self, timeout_s: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [
-                find_redis_server(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.data_dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                self.fsync,
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-                "--logfile",
-                str(self.data_dir / "redis.log"),
-            ],
+            self.command(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=die_with_parent,

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WAITROOM_", frozen=True, extra="ignore")
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # True: redis_url names a node of a Redis Cluster, and every process uses the cluster.
+    redis_cluster: bool = False
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     admin_token: SecretStr | None = None

@@ -43,13 +43,14 @@ class ViewStore:
 
     async def refresh(self) -> None:
         """Refresh every view; raises RedisError when Redis cannot be reached."""
-        sent = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.smembers(keys.EVENTS)
             pipe.get(keys.LEADER)
-            pipe.time()
             with timed(REDIS_LATENCY, "refresh_events"):
-                event_ids, leader, redis_time = await pipe.execute()
+                event_ids, leader = await pipe.execute()
+        # Redis' clock on its own: a cluster pipeline refuses TIME (it names no key).
+        sent = time.time()
+        redis_time = await self.redis.time()
         self.clock.observe(redis_time, sent, time.time())
         self.leader = leader
         await asyncio.gather(*(self.refresh_event(e) for e in sorted(event_ids)))
