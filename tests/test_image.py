@@ -7,48 +7,24 @@ healthy."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import shutil
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import AUTH
+from tests.support.docker import IMAGE, build_image
 from waitroom.redis_server import free_port
 from waitroom.settings import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
-BASE = "local/debian:bookworm"
-IMAGE = "waitroom:test"
-
-
-def _docker() -> str:
-    docker = shutil.which("docker")
-    running = docker is not None and subprocess.run(
-        [docker, "info"], capture_output=True, check=False
-    ).returncode == 0  # fmt: skip
-    if not running or docker is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must build the image: no Docker daemon answers (.ci/run starts one)")
-        pytest.skip("no Docker daemon answers here")
-    return docker
 
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    docker = _docker()
-    subprocess.run([str(ROOT / "deploy" / "docker" / "local-base.sh"), BASE], check=True)
-    subprocess.run(
-        ["make", "-s", "image", f"BASE_IMAGE={BASE}", f"IMAGE={IMAGE}"],
-        check=True, cwd=ROOT, capture_output=True,
-    )  # fmt: skip
-    return docker
+    return build_image()
 
 
 def _run(docker: str, *args: str) -> str:
