@@ -12,12 +12,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import AUTH
 from tests.support.docker import IMAGE, build_image
+from tests.support.gateway_process import assert_serves_an_event, gateway_env
 from waitroom.redis_server import free_port
 from waitroom.settings import Settings
 
@@ -51,17 +50,7 @@ def test_the_image_is_locked_down(image: str) -> None:
 
 def test_the_gateway_runs_from_it_read_only(image: str, settings: Settings) -> None:
     port = free_port()
-    assert settings.admin_token and settings.ticket_secret and settings.token_signing_key
-    env = {
-        "WAITROOM_REDIS_URL": settings.redis_url,
-        "WAITROOM_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
-        "WAITROOM_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
-        "WAITROOM_TICKET_SECRET": settings.ticket_secret.get_secret_value(),
-        "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),
-        "WAITROOM_HTTP_HOST": "127.0.0.1",
-        "WAITROOM_HTTP_PORT": str(port),
-        "WAITROOM_JOIN_LIMIT": "100000",
-    }
+    env = gateway_env(settings, port)
     name = f"waitroom-test-{secrets.token_hex(4)}"
     flags = [f"--env={key}={value}" for key, value in env.items()]
     subprocess.run(
@@ -72,26 +61,7 @@ def test_the_gateway_runs_from_it_read_only(image: str, settings: Settings) -> N
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: _status(base + "/healthz") == 200, 30)
-        event_id = f"img-{secrets.token_hex(4)}"
-        now = datetime.now(UTC)
-        event = {
-            "waiting_room_opens_at": (now - timedelta(seconds=1)).isoformat(),
-            "opens_at": (now + timedelta(hours=1)).isoformat(),
-            "closes_at": (now + timedelta(hours=2)).isoformat(),
-            "admit_per_minute": 60,
-            "max_active": 10,
-        }
-        put = urllib.request.Request(
-            f"{base}/admin/v1/events/{event_id}", data=json.dumps(event).encode(), method="PUT",
-            headers={**AUTH, "Content-Type": "application/json"},
-        )  # fmt: skip
-        with urllib.request.urlopen(put, timeout=5) as answer:
-            assert answer.status in (200, 201)
-        join = urllib.request.Request(f"{base}/api/v1/events/{event_id}/tickets", method="POST")
-        with urllib.request.urlopen(join, timeout=5) as answer:
-            assert answer.status == 201
-        assert _status(f"{base}/events/{event_id}/") == 200
-        assert _status(f"{base}/static/app.css") == 200
+        assert_serves_an_event(base)
 
         def healthy() -> bool:
             state = subprocess.check_output(

@@ -10,9 +10,7 @@ own path hooks: nothing of the source tree is importable there, which the test c
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -22,12 +20,11 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import AUTH
+from tests.support.gateway_process import assert_serves_an_event, gateway_env
 from waitroom.redis_server import free_port
 from waitroom.settings import Settings
 
@@ -99,18 +96,7 @@ def test_an_installed_gateway_serves_pages(wheel: Path, tmp_path: Path, settings
     assert where.startswith(str(site)), where  # the wheel's copy, not the source tree
 
     port = free_port()
-    assert settings.admin_token and settings.ticket_secret and settings.token_signing_key
-    env = {
-        "PATH": os.environ["PATH"],
-        "WAITROOM_REDIS_URL": settings.redis_url,
-        "WAITROOM_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
-        "WAITROOM_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
-        "WAITROOM_TICKET_SECRET": settings.ticket_secret.get_secret_value(),
-        "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),
-        "WAITROOM_HTTP_HOST": "127.0.0.1",
-        "WAITROOM_HTTP_PORT": str(port),
-        "WAITROOM_JOIN_LIMIT": "100000",  # other tests joined from this address too
-    }
+    env = {"PATH": os.environ["PATH"], **gateway_env(settings, port)}
     gateway = subprocess.Popen(
         [str(venv / "bin" / "waitroom-gateway")], env=env, cwd=tmp_path,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -118,29 +104,7 @@ def test_an_installed_gateway_serves_pages(wheel: Path, tmp_path: Path, settings
     base = f"http://127.0.0.1:{port}"
     try:
         assert _get(base + "/healthz", gateway)[0] == 200
-        event_id = f"pkg-{secrets.token_hex(4)}"  # Redis is shared with other tests
-        now = datetime.now(UTC)
-        event = {
-            "waiting_room_opens_at": (now - timedelta(seconds=1)).isoformat(),
-            "opens_at": (now + timedelta(hours=1)).isoformat(),
-            "closes_at": (now + timedelta(hours=2)).isoformat(),
-            "admit_per_minute": 60,
-            "max_active": 10,
-        }
-        put = urllib.request.Request(
-            f"{base}/admin/v1/events/{event_id}", data=json.dumps(event).encode(), method="PUT",
-            headers={**AUTH, "Content-Type": "application/json"},
-        )  # fmt: skip
-        with urllib.request.urlopen(put, timeout=5) as answer:
-            assert answer.status in (200, 201)
-        join = urllib.request.Request(f"{base}/api/v1/events/{event_id}/tickets", method="POST")
-        with urllib.request.urlopen(join, timeout=5) as answer:  # join.lua, from the wheel
-            assert answer.status == 201
-            assert json.loads(answer.read())["status"] == "prequeue"
-        status, page = _get(f"{base}/events/{event_id}/", gateway)
-        assert status == 200 and b"<html" in page  # a template, rendered
-        status, css = _get(base + "/static/app.css", gateway)
-        assert status == 200 and css == (ROOT / "gateway" / "static" / "app.css").read_bytes()
+        assert_serves_an_event(base)  # join.lua, templates, static files: from the wheel
     finally:
         gateway.send_signal(signal.SIGTERM)
         _, err = gateway.communicate(timeout=20)

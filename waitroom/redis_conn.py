@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -20,25 +20,17 @@ def make_redis(url: str, max_connections: int = 64, cluster: bool = False) -> Re
     one event's hash tag), so callers keep the ``Redis`` type. Its retries are longer: a
     replica takes over 2-3 s after its master dies, and the client must ride through it
     (re-reading the slot map) rather than fail every call of those seconds."""
+    common: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": 2.0,
+        "socket_connect_timeout": 1.0,
+        "health_check_interval": 15,
+        "max_connections": max_connections,
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
     if cluster:
-        client = RedisCluster.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=2.0,
-            socket_connect_timeout=1.0,
-            health_check_interval=15,
-            max_connections=max_connections,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=10),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
-        return cast(Redis, client)
+        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=10)
+        return cast(Redis, RedisCluster.from_url(url, retry=retry, **common))
     return Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=2.0,
-        socket_connect_timeout=1.0,
-        health_check_interval=15,
-        max_connections=max_connections,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        url, retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2), **common
     )
