@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from tests.support.docker import IMAGE, build_image
+from tests.support.tools import tool
 from waitroom.redis_server import free_port
 from waitroom.settings import Settings
 
@@ -37,15 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 PORTS = {"waitroom-gateway": 8080, "waitroom-queue": 9101, "waitroom-cart": 9102}
 PORTS["waitroom-payments"] = 9103
-
-
-def _tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must check the compose stack: {name} is missing (.ci/run)")
-        pytest.skip(f"{name} is not installed")
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +53,7 @@ def deploy_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def stack(deploy_copy: Path) -> dict[str, Any]:
     out = subprocess.run(
-        [_tool("docker-compose"), "--project-directory", str(deploy_copy / "compose"),
+        [tool("docker-compose"), "--project-directory", str(deploy_copy / "compose"),
          "-f", str(deploy_copy / "compose" / "docker-compose.yml"), "config"],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
@@ -128,11 +120,11 @@ def test_prometheus_and_alertmanager_accept_their_files(deploy_copy: Path) -> No
     compose = deploy_copy / "compose"
     shutil.copy(deploy_copy / "prometheus" / "alerts.yml", compose / "alerts.yml")
     subprocess.run(
-        [_tool("promtool"), "check", "config", str(compose / "prometheus.yml")],
+        [tool("promtool"), "check", "config", str(compose / "prometheus.yml")],
         check=True, capture_output=True,
     )  # fmt: skip
     subprocess.run(
-        [_tool("amtool"), "check-config", str(compose / "alertmanager.yml")],
+        [tool("amtool"), "check-config", str(compose / "alertmanager.yml")],
         check=True, capture_output=True,
     )  # fmt: skip
 
@@ -145,7 +137,7 @@ def test_the_stack_serves_a_parent_end_to_end(deploy_copy: Path) -> None:
     compose_dir = deploy_copy / "compose"
     project = f"wre2e{secrets.token_hex(3)}"
     compose = [
-        _tool("docker-compose"), "-p", project, "--project-directory", str(compose_dir),
+        tool("docker-compose"), "-p", project, "--project-directory", str(compose_dir),
         "-f", str(compose_dir / "docker-compose.yml"),
         "-f", str(compose_dir / "docker-compose.local.yml"),
     ]  # fmt: skip

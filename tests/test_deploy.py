@@ -5,9 +5,7 @@ names a metric the services export, alert rules unit-tested, and a real Promethe
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from deploy import dashboards
 from queue_service.metrics import EventCollector
 from queue_service.service import QueueService
 from tests.conftest import create_event, join, wait_for
+from tests.support.tools import tool
 from tests.test_metrics import value
 from waitroom.redis_server import free_port
 from waitroom.viewstore import ViewStore
@@ -35,12 +34,7 @@ METRIC = re.compile(r"\b((?:waitroom|process)_[a-z_]+)\b")
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the deploy checks: no {name} (apt-get install prometheus)")
-        pytest.skip(f"no {name} here (apt-get install prometheus)")
-    return path
+    return tool(name, "apt-get install prometheus")
 
 
 def _exported_names() -> set[str]:

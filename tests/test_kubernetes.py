@@ -9,7 +9,6 @@ manifests honest."""
 from __future__ import annotations
 
 import copy
-import os
 import secrets
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ import yaml
 
 from gateway.__main__ import SHUTDOWN_TIMEOUT_S
 from gateway.app import create_app
+from tests.support.tools import tool
 from waitroom.grpc_server import GRACE_S
 from waitroom.settings import Settings
 from waitroom.tokens import new_signing_key
@@ -47,15 +47,6 @@ PROCESSES = {
 Obj = dict[str, Any]
 
 
-def _kubectl() -> str:
-    found = shutil.which("kubectl")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must render the manifests: kubectl is missing")
-        pytest.skip("kubectl is not installed")
-    return found
-
-
 @pytest.fixture(scope="module", params=OVERLAYS)
 def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[Obj]:
     """The overlay's objects, rendered from a copy of deploy/kubernetes (the dev overlay
@@ -65,7 +56,7 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     keygen = subprocess.check_output([sys.executable, "-m", "waitroom.cli", "keygen"], text=True)
     (tree / "overlays" / "dev" / "secrets.env").write_text(keygen)
     out = subprocess.run(
-        [_kubectl(), "kustomize", str(tree / "overlays" / request.param)],
+        [tool("kubectl"), "kustomize", str(tree / "overlays" / request.param)],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     return [obj for obj in yaml.safe_load_all(out) if obj]

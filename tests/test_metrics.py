@@ -23,6 +23,7 @@ from queue_service.metrics import EventCollector
 from queue_service.service import QueueService
 from tests.conftest import create_event, join, poll, statuses, wait_for
 from tests.registration import registration_stack
+from tests.support.gateway_process import gateway_env
 from waitroom.metrics import LATENCY_BUCKETS
 from waitroom.redis_server import free_port
 from waitroom.settings import Settings
@@ -128,17 +129,10 @@ async def test_several_gateway_processes_report_the_totals_of_all(
     port = free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
-    assert settings.admin_token and settings.ticket_secret and settings.token_signing_key
     env = {
         **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        "WAITROOM_REDIS_URL": settings.redis_url,
-        "WAITROOM_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
-        "WAITROOM_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
-        "WAITROOM_TICKET_SECRET": settings.ticket_secret.get_secret_value(),
-        "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),
-        "WAITROOM_HTTP_PORT": str(port),
-        "WAITROOM_JOIN_LIMIT": "100000",
+        **gateway_env(settings, port),
     }
     procs = [
         await asyncio.create_subprocess_exec(

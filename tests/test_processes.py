@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from tests.conftest import AUTH, create_event, gateway_client, join, poll, statuses, wait_for
+from tests.support.gateway_process import shared_env
 from waitroom import audit, keys
 from waitroom.redis_server import RedisServer
 from waitroom.scripts import register_scripts
@@ -26,14 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _env(settings: Settings, name: str) -> dict[str, str]:
-    assert settings.admin_token and settings.ticket_secret and settings.token_signing_key
     return {
         **os.environ,
-        "WAITROOM_REDIS_URL": settings.redis_url,
-        "WAITROOM_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
-        "WAITROOM_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
-        "WAITROOM_TICKET_SECRET": settings.ticket_secret.get_secret_value(),
-        "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),
+        **shared_env(settings),
         "WAITROOM_QUEUE_GRPC_PORT": "0",
         "WAITROOM_QUEUE_METRICS_PORT": "0",
         "WAITROOM_LEASE_TTL_MS": "1000",

@@ -6,13 +6,14 @@ breaks a field on purpose and expects ``buf breaking`` to say so."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.support.tools import tool
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".tools"
@@ -24,11 +25,7 @@ RELEASED = ROOT / "protos" / "released" / "waitroom-0.1.0.binpb"
 def buf() -> str:
     found = TOOLS / "node_modules" / ".bin" / "buf"
     if not found.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            if os.environ.get("CI"):
-                pytest.fail("CI must check the protos with buf: npm is missing")
-            pytest.skip("npm is not installed: buf cannot be fetched")
+        npm = tool("npm", "buf is fetched with it")
         subprocess.run(
             [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(TOOLS),
              f"@bufbuild/buf@{BUF_VERSION}"],

@@ -5,8 +5,6 @@ back, the outflow resumes, and the draw is the one published before."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from redis.asyncio import Redis
 
 from queue_service.service import QueueService
 from tests.conftest import create_event, join, wait_for
+from tests.support.tools import tool
 from waitroom import audit, keys
 from waitroom.redis_cluster import ClusterNode, RedisClusterServer
 
@@ -28,10 +27,7 @@ Client = TestClient[Any, Any]
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisClusterServer]:
     """A cluster of this test's own (it kills a node); the shared fixtures use it."""
-    if shutil.which("redis-cli") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the Redis Cluster tests: redis-cli is missing")
-        pytest.skip("redis-cli is missing")
+    tool("redis-cli", "Debian's redis-tools")
     server = RedisClusterServer(tmp_path / "cluster")
     server.start()
     yield server

@@ -1,6 +1,6 @@
-"""A gateway run as its own process (from a wheel, an image): its environment, and the
-check that it serves an event end to end (admin API, a join through its Lua script, a
-page from a template, a static file)."""
+"""Services run as their own processes (a gateway from a wheel or an image, queue
+services): their environment, and the check that a gateway serves an event end to end
+(admin API, a join through its Lua script, a page from a template, a static file)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from waitroom.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def gateway_env(settings: Settings, port: int) -> dict[str, str]:
-    """The WAITROOM_* settings of a gateway on 127.0.0.1:``port`` using the tests' Redis."""
+def shared_env(settings: Settings) -> dict[str, str]:
+    """The WAITROOM_* settings every process of the tests' stack shares: the Redis and
+    the secrets of ``settings``."""
     assert settings.admin_token and settings.ticket_secret and settings.token_signing_key
     return {
         "WAITROOM_REDIS_URL": settings.redis_url,
@@ -26,6 +27,13 @@ def gateway_env(settings: Settings, port: int) -> dict[str, str]:
         "WAITROOM_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
         "WAITROOM_TICKET_SECRET": settings.ticket_secret.get_secret_value(),
         "WAITROOM_TOKEN_SIGNING_KEY": settings.token_signing_key.get_secret_value(),
+    }
+
+
+def gateway_env(settings: Settings, port: int) -> dict[str, str]:
+    """The WAITROOM_* settings of a gateway on 127.0.0.1:``port`` using the tests' Redis."""
+    return {
+        **shared_env(settings),
         "WAITROOM_HTTP_HOST": "127.0.0.1",
         "WAITROOM_HTTP_PORT": str(port),
         "WAITROOM_JOIN_LIMIT": "100000",  # other tests joined from this address too
