@@ -9,16 +9,22 @@ own module; this is all they share.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import secrets
 import sqlite3
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
 from sqlalchemy import event, make_url, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    create_async_engine,
+)
 
 
 def _sqlite_immediate(engine: AsyncEngine) -> None:
@@ -44,30 +50,158 @@ def _sqlite_immediate(engine: AsyncEngine) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-_WRITE_LOCKS: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
+class _WriterLock:
+    """Held while one write block runs. Unlike ``asyncio.Lock``, a newcomer takes it at
+    once whenever it is free, even with others queued: ``asyncio.Lock`` hands it to the
+    first in line, who takes it only at its next turn of the event loop, and under load
+    every write then waited a whole turn of the loop behind the one before (a convoy: the
+    cart service's writers waited 0.7 s each for a lock that was free most of the time).
+    Nobody starves: SQLite blocks never suspend while holding it (statements run inline),
+    so whenever a queued writer runs, it finds the lock free."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._queue: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def locked(self) -> bool:
+        return self._held
+
+    async def acquire(self) -> None:
+        while self._held:
+            turn = asyncio.get_running_loop().create_future()
+            self._queue.append(turn)
+            try:
+                await turn
+            except BaseException:
+                if turn in self._queue:
+                    self._queue.remove(turn)
+                elif not turn.cancelled():
+                    self._wake_one()  # woken, then cancelled: pass the turn on
+                raise
+        self._held = True
+
+    def release(self) -> None:
+        self._held = False
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._queue:
+            turn = self._queue.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+
+
+@dataclass(slots=True)
+class _Group:
+    """One SQLite transaction shared by the write blocks of one turn of the event loop:
+    each runs in a savepoint of it, and one commit makes them all durable."""
+
+    conn: AsyncConnection
+    committed: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Writers:
+    """The writers of one SQLite engine in this process: the lock a block holds while it
+    runs, the transaction the blocks of this turn fill (None between groups), and the
+    tasks that commit them."""
+
+    lock: _WriterLock = field(default_factory=_WriterLock)
+    group: _Group | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+_WRITERS: weakref.WeakKeyDictionary[AsyncEngine, _Writers] = weakref.WeakKeyDictionary()
 
 
 @contextlib.asynccontextmanager
 async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A write transaction. On SQLite, the writers of this process first queue on an
-    asyncio lock, in order: SQLite admits one writer at a time, and its busy handler makes
-    a waiting writer sleep in growing steps (up to 100 ms) instead of taking the lock the
-    moment it is free, which under load turns a queue of short transactions into seconds.
-    PostgreSQL needs none of this: its row locks let writers of other rows run at once.
+    """A write transaction: its changes are durable, all or none, when the block exits.
 
-    On SQLite every write of a process must come through here: statements run on the
-    event loop's thread (``_InlineConnection``), so a second writer of the same process
-    waiting in SQLite's busy handler would stop the loop, and with it the first writer,
-    until the busy timeout. Queued here, it never reaches SQLite's lock while one runs."""
+    On SQLite the blocks of a process run one at a time (``_WriterLock``): SQLite admits
+    one writer at a time, and its busy handler makes a waiting writer sleep in growing
+    steps (up to 100 ms) instead of taking the lock the moment it is free. Every write of
+    a process must come through here: statements run on the event loop's thread
+    (``_InlineConnection``), so a second writer of the same process waiting in SQLite's
+    busy handler would stop the loop, and with it the first writer, until the busy
+    timeout.
+
+    The blocks that run in the same turn of the event loop share one commit (group
+    commit): the first opens a transaction and schedules its commit for the loop's next
+    turn; each block runs in a savepoint of it (a block that raises rolls back to its
+    savepoint: only its own changes are undone). Each block's exit waits for that
+    commit, so nothing is answered before it is on disk (``synchronous=FULL``); a commit
+    that fails raises in every block of its group. A commit is an fsync on the loop's
+    thread; one per write was the cart service's largest cost under load
+    (``docs/operations.md``).
+
+    PostgreSQL needs none of this: its row locks let writers of other rows run at once,
+    and it groups commits itself."""
     if engine.dialect.name != "sqlite":
         async with engine.begin() as conn:
             yield conn
         return
-    lock = _WRITE_LOCKS.get(engine)
-    if lock is None:
-        lock = _WRITE_LOCKS[engine] = asyncio.Lock()
-    async with lock, engine.begin() as conn:
-        yield conn
+    writers = _WRITERS.get(engine)
+    if writers is None:
+        writers = _WRITERS[engine] = _Writers()
+    await writers.lock.acquire()
+    try:
+        group = writers.group
+        if group is None:
+            group = writers.group = await _open_group(engine)
+            _spawn(writers, _commit_group(writers, group))
+        savepoint = await group.conn.begin_nested()
+        try:
+            yield group.conn
+        except BaseException:
+            if savepoint.is_active:
+                await savepoint.rollback()
+            raise
+        await savepoint.commit()
+    finally:
+        writers.lock.release()
+    await asyncio.shield(group.committed)
+
+
+async def _open_group(engine: AsyncEngine) -> _Group:
+    conn = await engine.connect()
+    try:
+        await conn.begin()  # BEGIN IMMEDIATE (see _sqlite_immediate)
+    except BaseException:
+        await conn.close()
+        raise
+    return _Group(conn, asyncio.get_running_loop().create_future())
+
+
+def _spawn(writers: _Writers, work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    writers.tasks.add(task)
+    task.add_done_callback(writers.tasks.discard)
+
+
+async def _commit_group(writers: _Writers, group: _Group) -> None:
+    """At the loop's next turn (once no block is running): commit the group's transaction
+    and tell its writers (the error, if it failed)."""
+    await writers.lock.acquire()
+    try:
+        writers.group = None
+        await group.conn.commit()
+    except BaseException as exc:  # cancelled too (at shutdown): nothing was committed
+        failure = exc if isinstance(exc, Exception) else RuntimeError("the commit was cancelled")
+        group.committed.set_exception(failure)
+        group.committed.exception()  # a group of only refused blocks has no one to read it
+        with contextlib.suppress(Exception):
+            await group.conn.rollback()
+        if failure is not exc:
+            raise
+    else:
+        group.committed.set_result(None)
+    finally:
+        try:
+            await group.conn.close()
+        finally:
+            writers.lock.release()
 
 
 @contextlib.asynccontextmanager
