@@ -63,14 +63,19 @@ async def serve(
         settings.service_token_value(),
         open_methods=("GetReceipt",),
     )
-    running = await start_server(
-        settings.grpc_host,
-        settings.cart_grpc_port,
-        lambda server: pb_grpc.add_CartServiceServicer_to_server(CartServicer(desk), server),
-        SERVICE_NAME,
-        [interceptor],
-    )
-    log.info("cart service: gRPC on %s:%d (%s)", settings.grpc_host, running.port, engine.url)
+    servicer = CartServicer(desk)
+    listeners = [
+        await start_server(
+            settings.grpc_host,
+            settings.cart_grpc_port + i if settings.cart_grpc_port else 0,
+            lambda server: pb_grpc.add_CartServiceServicer_to_server(servicer, server),
+            SERVICE_NAME,
+            [interceptor],
+        )
+        for i in range(settings.cart_grpc_listeners)
+    ]
+    ports = ",".join(str(listener.port) for listener in listeners)
+    log.info("cart service: gRPC on %s:%s (%s)", settings.grpc_host, ports, engine.url)
     metrics.serve(settings.grpc_host, settings.cart_metrics_port)
     if ready is not None:
         ready.set()
@@ -90,7 +95,7 @@ async def serve(
             log.exception("settle/email pass failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_first(stop.wait(), wake.wait()), settings.settle_interval_s)
-    await running.stop()
+    await asyncio.gather(*(listener.stop() for listener in listeners))
     log.info("cart service stopped after serving %d calls", metrics.calls_served(SERVICE_NAME))
     await channel.close(None)
     await engine.dispose()

@@ -100,9 +100,8 @@ def _env(plan: Plan, run_dir: Path) -> dict[str, str]:
         "WAITROOM_HTTP_HOST": "127.0.0.1",
         "WAITROOM_HTTP_PORT": str(free_port()),
         "WAITROOM_QUEUE_GRPC_PORT": str(free_port()),
-        "WAITROOM_CART_GRPC_PORT": (cart := str(free_port())),
+        # The cart service's ports (a row per process) and target: the stack picks them.
         "WAITROOM_PAYMENT_GRPC_PORT": (payment := str(free_port())),
-        "WAITROOM_CART_TARGET": f"127.0.0.1:{cart}",
         "WAITROOM_PAYMENT_TARGET": f"127.0.0.1:{payment}",
         "WAITROOM_QUEUE_METRICS_PORT": "0",
         "WAITROOM_CART_METRICS_PORT": "0",

@@ -63,9 +63,7 @@ async def _schema(engine: Any) -> None:
     async with writing(engine) as conn:
         await conn.execute(text("CREATE TABLE t (n INTEGER PRIMARY KEY)"))
         await conn.execute(
-            text(
-                "CREATE TABLE child (n INTEGER REFERENCES t (n) DEFERRABLE INITIALLY DEFERRED)"
-            )
+            text("CREATE TABLE child (n INTEGER REFERENCES t (n) DEFERRABLE INITIALLY DEFERRED)")
         )
 
 

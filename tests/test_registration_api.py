@@ -38,6 +38,7 @@ from tests.registration import (
     registration_stack,
 )
 from waitroom.pb.cart.v1 import cart_pb2, cart_pb2_grpc
+from waitroom.redis_server import free_ports_in_a_row
 from waitroom.settings import Settings
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -512,3 +513,37 @@ async def test_payer_for_courses_may_be_any_adult_and_the_grpc_door_is_locked(st
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stub.GetCart(cart_pb2.GetCartRequest(), metadata=metadata, timeout=5)
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_cart_service_on_three_listeners_serves_a_parent_through_each(
+    settings: Settings,
+    redis: Redis,
+    leader: QueueService,
+    ledger_url: str,
+    aiohttp_client: ClientFactory,
+) -> None:
+    """WAITROOM_CART_GRPC_LISTENERS: one process answers on three ports in a row; the
+    gateway's round robin over them carries a whole registration, and each port serves."""
+    first = free_ports_in_a_row(3)
+    ports = range(first, first + 3)
+    async with registration_stack(
+        settings,
+        redis,
+        ledger_url,
+        aiohttp_client,
+        cart_grpc_port=first,
+        cart_grpc_listeners=3,
+        cart_target=",".join(f"127.0.0.1:{port}" for port in ports),
+    ) as s:
+        for port in ports:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                reply = await health.Check(
+                    health_pb2.HealthCheckRequest(service="waitroom.cart.v1.CartService")
+                )
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        headers = await s.admitted()
+        await _ready_to_pay(s, headers)  # four calls: round robin used more than one port
+        status, paid = await _checkout(s, headers, APPROVE)
+        assert (status, paid["outcome"]) == (200, "paid"), paid
+        assert await _registered(s) == 2

@@ -75,7 +75,6 @@ def stack(tmp_path: Path) -> Iterator[LocalStack]:
         "WAITROOM_HTTP_HOST": "127.0.0.1",
         "WAITROOM_HTTP_PORT": str(free_port()),
         "WAITROOM_QUEUE_GRPC_PORT": str(free_port()),
-        "WAITROOM_CART_GRPC_PORT": str(free_port()),
         "WAITROOM_PAYMENT_GRPC_PORT": (payment := str(free_port())),
         "WAITROOM_PAYMENT_TARGET": f"127.0.0.1:{payment}",
         "WAITROOM_QUEUE_METRICS_PORT": "0",

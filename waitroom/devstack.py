@@ -27,11 +27,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from waitroom.redis_server import RedisServer, free_port
+from waitroom.redis_server import RedisServer, free_port, free_ports_in_a_row
 from waitroom.supervisor import Child, Supervisor
 from waitroom.tokens import new_signing_key, public_key_of
 
 RUN_DIR = Path(".run")
+# Ports each cart-service process listens on here (WAITROOM_CART_GRPC_LISTENERS): on one
+# machine with SQLite, one process serves the whole night, and gRPC's asyncio server takes
+# in one new call of a method per turn of the loop and per port (docs/operations.md).
+CART_LISTENERS = 4
 DEMO_EVENT = "demo"
 SERVICES = ("queue_service", "payment_adapter")  # and the cart service's replicas
 
@@ -190,17 +194,24 @@ class LocalStack:
 
     def _cart_replicas(self) -> dict[str, dict[str, str]]:
         """The environment of each cart-service process, by name: the first on the
-        configured ports, the others on free ones; the gateways call them all
+        configured ports, the others on free ones, each process on
+        ``WAITROOM_CART_GRPC_LISTENERS`` ports in a row; the gateways call them all
         (``WAITROOM_CART_TARGET`` lists every address)."""
         env = self.env
         if self.cart_replicas > 1 and not env["WAITROOM_DATABASE_URL"].startswith("postgresql"):
             raise ValueError("several cart-service replicas need PostgreSQL (one SQLite writer)")
         host = env.setdefault("WAITROOM_GRPC_HOST", "127.0.0.1")
-        first_port = env.setdefault("WAITROOM_CART_GRPC_PORT", "50052")
+        listeners = int(env.setdefault("WAITROOM_CART_GRPC_LISTENERS", str(CART_LISTENERS)))
+        # Several listeners each: a row of free ports (50053, next to 50052, is the adapter's).
+        default_port = str(free_ports_in_a_row(listeners)) if listeners > 1 else "50052"
+        first_port = env.setdefault("WAITROOM_CART_GRPC_PORT", default_port)
         metrics = env.setdefault("WAITROOM_CART_METRICS_PORT", "9102")
-        ports = [first_port, *(str(free_port()) for _ in range(self.cart_replicas - 1))]
+        others = (free_ports_in_a_row(listeners) for _ in range(self.cart_replicas - 1))
+        ports = [first_port, *(str(port) for port in others)]
         metric_ports = [metrics, *(str(free_port() if metrics != "0" else 0) for _ in ports[1:])]
-        env["WAITROOM_CART_TARGET"] = ",".join(f"{host}:{port}" for port in ports)
+        env["WAITROOM_CART_TARGET"] = ",".join(
+            f"{host}:{int(port) + i}" for port in ports for i in range(listeners)
+        )
         names = ["cart_service"] + [f"cart_service-{i}" for i in range(1, len(ports))]
         return {
             name: {**env, "WAITROOM_CART_GRPC_PORT": port, "WAITROOM_CART_METRICS_PORT": mport}

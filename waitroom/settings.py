@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     # opened for a burst and closed after it).
     database_pool_size: int = Field(5, ge=1, le=500)
     cart_grpc_port: int = Field(50052, ge=0, le=65535)
+    # The cart service listens on this many ports, from cart_grpc_port up (cart_grpc_port,
+    # +1, ...; all free ports when it is 0), and cart_target should list them all. gRPC's
+    # asyncio server takes in one new call of a method per turn of its event loop: at the
+    # peak of a night on one process (SQLite) the calls queued for that, not for the
+    # ledger; each listener is one more way in (docs/operations.md).
+    cart_grpc_listeners: int = Field(1, ge=1, le=16)
     payment_grpc_port: int = Field(50053, ge=0, le=65535)
     # Where the gateway finds the cart service, and the cart service the payment adapter.
     cart_target: str = "127.0.0.1:50052"
