@@ -51,10 +51,14 @@ async def join_batch(
         replies = await scripts.join(
             keys=fixed + [k.rate_limit(client) for client in clients], args=[limit, window_ms]
         )
-    return [
-        JoinResult(JoinCode(int(code)), int(arrival), bool(admitted), int(now), int(retry))
-        for code, arrival, admitted, now, retry in replies
-    ]
+    now_ms, packed = int(replies[0]), str(replies[1])  # decode_responses: str
+    results = []
+    for group in packed.split():
+        code, arrival, admitted, retry = group.split(",")
+        results.append(
+            JoinResult(JoinCode(int(code)), int(arrival), admitted == "1", now_ms, int(retry))
+        )
+    return results
 
 
 async def leave(scripts: Scripts, event_id: str, arrival: int) -> LeaveOutcome:

@@ -3,7 +3,9 @@
 -- KEYS[6] active KEYS[7] bucket KEYS[8] log   KEYS[9] audit   KEYS[10] stats
 -- KEYS[11..]   the rate-limit key of each join (one per join, repeats allowed)
 -- ARGV[1] joins one client may make per window   ARGV[2] window length (ms)
--- Returns one {code, arrival, admitted, now_ms, retry_ms} per join.
+-- Returns {now_ms, "code,arrival,admitted,retry_ms code,arrival,..."}: one group per join,
+-- in one string (one reply to parse, not five per join: the gateway's join path spent
+-- a seventh of its time parsing nested replies).
 -- code: 0 ticket issued, 1 not_open, 2 closed, 3 rate_limited, 4 unknown_event.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -20,8 +22,8 @@ elseif now >= tonumber(c[3]) then
   code = 2
 end
 if code ~= 0 then
-  for i = 1, n do out[i] = {code, 0, 0, now, 0} end
-  return out
+  for i = 1, n do out[i] = code .. ',0,0,0' end
+  return {now, table.concat(out, ' ')}
 end
 if now >= tonumber(c[2]) then
   -- The first arrival after opens_at closes the pre-queue: P is exact, not "whenever the
@@ -46,7 +48,7 @@ for i = 1, n do
   local used = redis.call('INCR', key)
   if used == 1 then redis.call('PEXPIRE', key, window) end
   if used > limit then
-    out[i] = {3, 0, 0, now, redis.call('PTTL', key)}
+    out[i] = '3,0,0,' .. redis.call('PTTL', key)
   else
     local arrival = redis.call('INCR', KEYS[3])
     issued = issued + 1
@@ -65,7 +67,7 @@ for i = 1, n do
     else
       redis.call('HSET', KEYS[5], arrival, now)
     end
-    out[i] = {0, arrival, admitted, now, 0}
+    out[i] = '0,' .. arrival .. ',' .. admitted .. ',0'
   end
 end
 if can_admit then
@@ -73,4 +75,4 @@ if can_admit then
 end
 if issued > 0 then redis.call('HINCRBY', KEYS[10], 'joined', issued) end
 if admitted_n > 0 then redis.call('HINCRBY', KEYS[10], 'admitted', admitted_n) end
-return out
+return {now, table.concat(out, ' ')}
