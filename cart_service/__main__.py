@@ -22,11 +22,13 @@ from waitroom.channels import service_channel
 from waitroom.db import make_engine, pool_options
 from waitroom.grpc_server import start_server, until_signalled
 from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
+from waitroom.pb.payment.v1 import payment_pb2
 from waitroom.rpc import CallerInterceptor
 from waitroom.settings import Settings, load_settings
 from waitroom.tokens import AdmissionVerifier
 
 log = logging.getLogger(__name__)
+PAYMENT_SERVICE = payment_pb2.DESCRIPTOR.services_by_name["PaymentAdapter"].full_name
 
 
 def _now_ms() -> int:
@@ -40,7 +42,9 @@ async def serve(
     url = settings.database_url
     engine = make_engine(url, **pool_options(url, settings.database_pool_size))
     await create_schema(engine)
-    channel = service_channel(settings.payment_target)
+    # A charge (under its idempotency key) and a lookup may be tried again on another
+    # adapter replica when the one reached is UNAVAILABLE.
+    channel = service_channel(settings.payment_target, PAYMENT_SERVICE, ("Charge", "GetPayment"))
     outbox = Outbox(engine, settings.smtp_host, settings.smtp_port, settings.mail_from)
     wake = asyncio.Event()
     desk = Desk(

@@ -16,7 +16,7 @@ from gateway.replies import FALLBACK_PATH, error, reply, unmatched
 from gateway.state import GATEWAY, Gateway
 from waitroom.channels import service_channel
 from waitroom.metrics import exposition
-from waitroom.pb.cart.v1 import cart_pb2_grpc
+from waitroom.pb.cart.v1 import cart_pb2, cart_pb2_grpc
 from waitroom.redis_conn import make_redis
 from waitroom.scripts import register_scripts
 from waitroom.settings import Settings, SettingsError
@@ -24,6 +24,20 @@ from waitroom.tokens import AdmissionSigner, AdmissionVerifier
 from waitroom.viewstore import ViewStore
 
 log = logging.getLogger(__name__)
+
+CART_SERVICE = cart_pb2.DESCRIPTOR.services_by_name["CartService"].full_name
+# Cart calls the gateway tries again on another replica when the one reached is
+# UNAVAILABLE: reads, settings that land the same twice, and checkout (its idempotency
+# key makes a second try find the first one's payment).
+CART_REPEATABLE = (
+    "SearchCatalogue",
+    "GetCart",
+    "GetReceipt",
+    "IdentifyFamily",
+    "SetPayer",
+    "AcceptConditions",
+    "Checkout",
+)
 SETTINGS = web.AppKey("settings", Settings)
 
 
@@ -45,7 +59,7 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         verifier=AdmissionVerifier.from_settings(settings),
         ticket_secret=settings.ticket_secret_bytes(),
     )
-    channel = service_channel(settings.cart_target)
+    channel = service_channel(settings.cart_target, CART_SERVICE, CART_REPEATABLE)
     gw.cart = cart_pb2_grpc.CartServiceStub(channel)
     app[GATEWAY] = gw
     stop = asyncio.Event()

@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from tests.support.docker import IMAGE, build_image
+from tests.support.parent import ROY, admitted, checkout, ready_to_pay
 from tests.support.tools import tool
 from waitroom.redis_server import free_port
 from waitroom.settings import Settings
@@ -186,52 +187,11 @@ def registered_parent(
         check=True, env=env, capture_output=True, timeout=120,
     )  # fmt: skip
     api = f"{base}/api/v1/events/{event}"
-    status, ticket = _call("POST", f"{api}/tickets")
-    assert status == 201, ticket
-    deadline = time.monotonic() + 60
-    while ticket.get("status") != "admitted":
-        assert time.monotonic() < deadline, ticket
-        time.sleep(0.3)
-        status, ticket = _call("GET", f"{api}/tickets/{ticket['ticket_id']}")
-    token = ticket["admission"]["token"]
-    family = {"client_number": "100234", "phone": "418 839-2002"}
-    status, cart = _call("POST", f"{api}/cart/family", family, token)
-    assert status == 200, cart
-    lea = next(m["id"] for m in cart["members"] if m["first_name"] == "Léa")  # 8 next summer
-    adult = next(m["id"] for m in cart["members"] if m["relationship"] == "responsible")
-    status, found = _call("GET", f"{api}/catalogue", token=token)
-    weeks = [a["id"] for a in found["activities"] if "-07-w" in a["id"]][:2]  # the 7-8 year-olds
-    status, added = _call(
-        "POST", f"{api}/cart/items", {"participant": lea, "activity_ids": weeks}, token
-    )
-    assert [o["outcome"] for o in added["outcomes"]] == ["held", "held"], added
-    payer = {**family, "member": adult, "email": "anne@example.org"}
-    assert _call("PUT", f"{api}/cart/payer", payer, token)[0] == 200
-    assert _call("PUT", f"{api}/cart/conditions", {"accepted": True}, token)[0] == 200
-    card = {"card": {"number": "4242424242424242", "expiry": "12/30", "cvv": "123"}}
-    key = {"Idempotency-Key": secrets.token_hex(16)}
-    status, paid = _call("POST", f"{api}/cart/checkout", card, token, key)
+    token = admitted(api)["admission"]["token"]
+    ready_to_pay(api, token, ROY, "Léa", "07")
+    status, paid = checkout(api, token)
     assert status == 200, paid
     return dict(paid)
-
-
-def _call(
-    method: str,
-    url: str,
-    body: object = None,
-    token: str = "",
-    headers: dict[str, str] | None = None,
-) -> tuple[int, Any]:
-    all_headers = {"Content-Type": "application/json", **(headers or {})}
-    if token:
-        all_headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 def _wait_http(url: str, seconds: float = 60) -> None:

@@ -16,10 +16,23 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Collection
+from typing import Any
 
 import grpc
 
-ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+# A call that may run twice with the same effect (a read, a setting, a payment under its
+# idempotency key) is tried again on the next replica when the one it reached is
+# UNAVAILABLE (it crashed or is shutting down): the parent gets the answer instead of a
+# 503, and a charge that went through before the crash is found again under its key and
+# the session ends as paid. gRPC's own retry policy does it, within the call's deadline.
+RETRY_POLICY = {
+    "maxAttempts": 3,
+    "initialBackoff": "0.05s",
+    "maxBackoff": "0.5s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
 
 
 def grpc_target(target: str) -> str:
@@ -37,8 +50,21 @@ def grpc_target(target: str) -> str:
     return f"ipv{versions.pop()}:{','.join(parts)}"
 
 
-def service_channel(target: str) -> grpc.aio.Channel:
-    """An insecure channel to every replica named by ``target``, round robin."""
+def service_config(service: str = "", repeatable: Collection[str] = ()) -> str:
+    """Round robin, and the retry policy for ``service``'s ``repeatable`` methods."""
+    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if repeatable:
+        names = [{"service": service, "method": method} for method in sorted(repeatable)]
+        config["methodConfig"] = [{"name": names, "retryPolicy": RETRY_POLICY}]
+    return json.dumps(config)
+
+
+def service_channel(
+    target: str, service: str = "", repeatable: Collection[str] = ()
+) -> grpc.aio.Channel:
+    """An insecure channel to every replica named by ``target``, round robin; calls of
+    ``service``'s ``repeatable`` methods are retried on another replica when UNAVAILABLE."""
     return grpc.aio.insecure_channel(
-        grpc_target(target), options=[("grpc.service_config", ROUND_ROBIN)]
+        grpc_target(target),
+        options=[("grpc.service_config", service_config(service, repeatable))],
     )

@@ -1,0 +1,153 @@
+"""A cart-service replica killed with SIGKILL in the middle of a checkout loses nothing:
+the gateway tries the checkout again on the other replica under the same idempotency
+key, the charge already under way is found again (never made twice), the parent is told
+"paid" and the session ends (its slot goes to the next parent)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from cart_service.ledger import registrations
+from payment_adapter.store import payments, sandbox_charges
+from tests.support.parent import ROY, TREMBLAY, admitted, call, checkout, ready_to_pay
+from tests.support.postgres import drop, fresh_database
+from waitroom.db import make_engine, reading
+from waitroom.devstack import LocalStack, http_request
+from waitroom.redis_server import free_port
+from waitroom.tokens import new_signing_key
+
+pytestmark = pytest.mark.timeout(300)
+EVENT = "crash"
+PROVIDER_LATENCY_MS = 3000  # long enough to kill a replica while the charge is out
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[LocalStack, str]]:
+    database = asyncio.run(fresh_database())
+    subprocess.run(
+        [sys.executable, "-m", "cart_service.demo", "--database", database, "--event", EVENT],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    env = {
+        **os.environ,
+        "WAITROOM_HTTP_HOST": "127.0.0.1",
+        "WAITROOM_HTTP_PORT": str(free_port()),
+        "WAITROOM_QUEUE_GRPC_PORT": str(free_port()),
+        "WAITROOM_PAYMENT_GRPC_PORT": (payment := str(free_port())),
+        "WAITROOM_PAYMENT_TARGET": f"127.0.0.1:{payment}",
+        "WAITROOM_QUEUE_METRICS_PORT": "0",
+        "WAITROOM_CART_METRICS_PORT": "0",
+        "WAITROOM_PAYMENT_METRICS_PORT": str(free_port()),
+        "WAITROOM_SMTP_PORT": str(free_port()),
+        "WAITROOM_DATABASE_URL": database,
+        "WAITROOM_CART_GRPC_LISTENERS": "1",  # one address per replica: round robin alternates
+        "WAITROOM_SANDBOX_LATENCY_MS": str(PROVIDER_LATENCY_MS),
+        "WAITROOM_TICKET_SECRET": secrets.token_urlsafe(32),
+        "WAITROOM_TOKEN_SIGNING_KEY": new_signing_key(),
+        "WAITROOM_ADMIN_TOKEN": secrets.token_urlsafe(24),
+        "WAITROOM_SERVICE_TOKEN": secrets.token_urlsafe(24),
+    }
+    env.pop("WAITROOM_REDIS_URL", None)  # a Redis of the stack's own
+    local = LocalStack(tmp_path, env, gateways=1, log_dir=tmp_path / "logs", cart_replicas=2)
+    try:
+        local.start()
+        assert local.wait_ready(timeout_s=60)
+        yield local, database
+    finally:
+        local.stop()
+        asyncio.run(drop(database))
+
+
+def _counts(database: str) -> tuple[int, int, int]:
+    """(registrations, approved payments, charges the provider made)."""
+
+    async def count() -> tuple[int, int, int]:
+        engine = make_engine(database)
+        try:
+            async with reading(engine) as conn:
+                found = []
+                for query in (
+                    select(func.count()).select_from(registrations),
+                    select(func.count()).where(payments.c.status == "approved"),
+                    select(func.count()).select_from(sandbox_charges),
+                ):
+                    found.append(int((await conn.execute(query)).scalar_one()))
+                return found[0], found[1], found[2]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
+
+
+def _charges_received(metrics_port: str) -> int:
+    """Charge calls the payment adapter has answered (every attempt counts)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    found = re.findall(
+        r'waitroom_grpc_server_handling_seconds_count\{method="Charge"[^}]*\} ([\d.]+)', text
+    )
+    return int(sum(float(n) for n in found))
+
+
+def test_a_replica_killed_mid_checkout_loses_no_payment_and_no_session(
+    stack: tuple[LocalStack, str],
+) -> None:
+    local, database = stack
+    base, admin = local.base, local.env["WAITROOM_ADMIN_TOKEN"]
+    now = datetime.now(UTC)
+    event = {
+        "waiting_room_opens_at": (now - timedelta(seconds=1)).isoformat(),
+        "opens_at": (now + timedelta(seconds=2)).isoformat(),
+        "closes_at": (now + timedelta(hours=1)).isoformat(),
+        "admit_per_minute": 600, "max_active": 100,
+    }  # fmt: skip
+    assert http_request("PUT", f"{base}/admin/v1/events/{EVENT}", admin, event)[0] == 201
+    api = f"{base}/api/v1/events/{EVENT}"
+    parents = [(admitted(api), family) for family in (ROY, TREMBLAY)]
+    for (ticket, family), (child, group) in zip(
+        parents, (("Léa", "07"), ("Noah", "11")), strict=True
+    ):
+        ready_to_pay(api, ticket["admission"]["token"], family, child, group)
+    doomed = next(c for c in local.supervisor.children if c.name == "cart_service")
+    assert doomed.process is not None
+    with ThreadPoolExecutor(2) as pool:
+        # Two checkouts at once: round robin sends one to each replica.
+        paying = [pool.submit(checkout, api, t["admission"]["token"]) for t, _ in parents]
+        deadline = time.monotonic() + 10
+        while _charges_in_flight(local) < 2:  # both charges are with the provider
+            assert time.monotonic() < deadline, "the charges never reached the provider"
+            time.sleep(0.05)
+        os.kill(doomed.process.pid, signal.SIGKILL)
+        answers = [future.result(timeout=60) for future in paying]
+    for status, paid in answers:
+        assert (status, paid["outcome"]) == (200, "paid"), paid
+    # The killed replica's charge was asked again by the other replica, under its key:
+    # three Charge calls, two charges made, two payments approved, four weeks registered.
+    assert _charges_received(local.env["WAITROOM_PAYMENT_METRICS_PORT"]) == 3
+    assert _counts(database) == (4, 2, 2)
+    for ticket, _ in parents:  # both sessions ended: their slots went back to the door
+        status, polled = call("GET", f"{api}/tickets/{ticket['ticket_id']}")
+        assert (status, polled["status"]) == (200, "done"), polled
+
+
+def _charges_in_flight(local: LocalStack) -> int:
+    port = local.env["WAITROOM_PAYMENT_METRICS_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    found = re.search(r"^waitroom_payments_in_flight ([\d.]+)", text, re.MULTILINE)
+    return int(float(found.group(1))) if found else 0
