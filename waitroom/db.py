@@ -14,17 +14,13 @@ import contextlib
 import secrets
 import sqlite3
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
 from sqlalchemy import event, make_url, text
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 def _sqlite_immediate(engine: AsyncEngine) -> None:
@@ -150,7 +146,9 @@ async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         group = writers.group
         if group is None:
             group = writers.group = await _open_group(engine)
-            _spawn(writers, _commit_group(writers, group))
+            committing = asyncio.get_running_loop().create_task(_commit_group(writers, group))
+            writers.tasks.add(committing)
+            committing.add_done_callback(writers.tasks.discard)
         savepoint = await group.conn.begin_nested()
         try:
             yield group.conn
@@ -172,12 +170,6 @@ async def _open_group(engine: AsyncEngine) -> _Group:
         await conn.close()
         raise
     return _Group(conn, asyncio.get_running_loop().create_future())
-
-
-def _spawn(writers: _Writers, work: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.get_running_loop().create_task(work)
-    writers.tasks.add(task)
-    task.add_done_callback(writers.tasks.discard)
 
 
 async def _commit_group(writers: _Writers, group: _Group) -> None:

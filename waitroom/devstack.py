@@ -202,9 +202,11 @@ class LocalStack:
             raise ValueError("several cart-service replicas need PostgreSQL (one SQLite writer)")
         host = env.setdefault("WAITROOM_GRPC_HOST", "127.0.0.1")
         listeners = int(env.setdefault("WAITROOM_CART_GRPC_LISTENERS", str(CART_LISTENERS)))
-        # Several listeners each: a row of free ports (50053, next to 50052, is the adapter's).
-        default_port = str(free_ports_in_a_row(listeners)) if listeners > 1 else "50052"
-        first_port = env.setdefault("WAITROOM_CART_GRPC_PORT", default_port)
+        if "WAITROOM_CART_GRPC_PORT" not in env:
+            # Several listeners: a row of free ports (50053, after 50052, is the adapter's).
+            first = free_ports_in_a_row(listeners) if listeners > 1 else 50052
+            env["WAITROOM_CART_GRPC_PORT"] = str(first)
+        first_port = env["WAITROOM_CART_GRPC_PORT"]
         metrics = env.setdefault("WAITROOM_CART_METRICS_PORT", "9102")
         others = (free_ports_in_a_row(listeners) for _ in range(self.cart_replicas - 1))
         ports = [first_port, *(str(port) for port in others)]
