@@ -186,8 +186,14 @@ async def catalogue(request: web.Request) -> web.Response:
 
 @json_errors
 async def get_cart(request: web.Request) -> web.Response:
-    gw, _, meta = await _admitted(request)
-    return reply(as_json(await _call(gw, "GetCart", pb.GetCartRequest(), meta)))
+    """The session's cart. A cart found paid (settled in the background: the provider's
+    answer came late, or the replica that took the checkout died) ends the session, as
+    a paid checkout does: its slot goes to the next parent."""
+    gw, admission, meta = await _admitted(request)
+    cart = await _call(gw, "GetCart", pb.GetCartRequest(), meta)
+    if cart.status in ("paid", "confirmed"):
+        await _end_session(gw, admission)
+    return reply(as_json(cart))
 
 
 @json_errors

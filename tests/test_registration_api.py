@@ -360,6 +360,12 @@ async def test_a_payment_that_times_out_is_reconciled(stack: Stack) -> None:
     await wait_for(settled, timeout_s=15)
     async with s.engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(sandbox_charges))).scalar() == 1
+    # The page, still waiting, reads its cart: paid. That ends the session, as a paid
+    # checkout would have (the slot is not held until the session's expiry).
+    status, cart = await s.call("GET", "/cart", headers)
+    assert (status, cart["status"]) == (200, "paid")
+    status, ended = await s.call("GET", "/cart", headers)
+    assert (status, ended["error"]) == (401, "session_ended")
 
 
 async def test_a_payment_never_answered_and_never_charged_unlocks_the_cart(stack: Stack) -> None:
