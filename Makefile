@@ -2,10 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+FAULTS ?= loadtests/faults.toml
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: all run test lint types proto proto-check bench drill screenshots dashboards lock clean image base-image
+.PHONY: all run test lint types proto proto-check bench drill drill-faults screenshots dashboards lock clean image base-image
 
 all: lint types test
 
@@ -69,6 +70,12 @@ base-image:
 ## drill-report/ (DRILL_ARGS="--parents 3000 --rate 900" to change it).
 drill: $(STAMP)
 	$(BIN)/python -m loadtests.drill $(DRILL_ARGS)
+
+## make drill-faults: the same night with faults injected on a schedule (kills of the
+## queue leader, a cart service, Redis, the payment adapter, a gateway), the stack healing
+## itself; the report adds the faults and their verdicts (FAULTS=file for another schedule).
+drill-faults: $(STAMP)
+	$(BIN)/python -m loadtests.drill --faults $(FAULTS) $(DRILL_ARGS)
 
 ## make screenshots: the browser tests, saving the main screens in docs/screenshots.
 screenshots: $(STAMP)

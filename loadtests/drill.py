@@ -31,11 +31,22 @@ from sqlalchemy import func, select
 
 from cart_service.catalogue import load_catalogue
 from cart_service.families import normalize_phone
-from cart_service.ledger import activities, registrations
+from cart_service.ledger import activities, carts, registrations
+from loadtests.faults import (
+    DEFAULT_SCHEDULE,
+    BadSchedule,
+    FaultRunner,
+    FaultSpec,
+    fault_checks,
+    load_schedule,
+    outflow_resumed,
+)
 from loadtests.report import WEEKS, Plan, Report, Sample
+from payment_adapter.store import payments
 from waitroom import audit
 from waitroom.db import create_database, drop_database, make_engine, reading
 from waitroom.devstack import LocalStack, http_request
+from waitroom.keys import EventKeys
 from waitroom.redis_conn import make_redis
 from waitroom.redis_server import die_with_parent, free_port
 from waitroom.tokens import new_signing_key
@@ -166,6 +177,11 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 
 def run(plan: Plan) -> int:
+    try:  # a bad schedule is refused before anything starts
+        schedule = load_schedule(plan.faults) if plan.faults is not None else []
+    except BadSchedule as exc:
+        print(f"drill: {exc}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     out = plan.out
     out.mkdir(parents=True, exist_ok=True)
@@ -175,25 +191,30 @@ def run(plan: Plan) -> int:
     for old_dir in (run_dir, out / "logs"):  # a night of its own: no earlier run's data
         shutil.rmtree(old_dir, ignore_errors=True)
     env = _env(plan, run_dir)
+    if plan.faults is not None:
+        # A cart a crash left locked is settled within seconds, before the drill ends.
+        env.update(WAITROOM_PAYMENT_LOCK_S="10", WAITROOM_SETTLE_INTERVAL_S="1")
     run_dir.mkdir(parents=True, exist_ok=True)
     if plan.database:  # a database of the drill's own on that server, dropped at the end
         ledger = asyncio.run(create_database(plan.database, "waitroom_drill"))
         env["WAITROOM_DATABASE_URL"] = env["WAITROOM_PAYMENT_DATABASE_URL"] = ledger
         print(f"drill: ledger in {ledger}", flush=True)
     try:
-        return _run(plan, env, run_dir)
+        return _run(plan, env, run_dir, schedule)
     finally:
         if plan.database:
             asyncio.run(drop_database(plan.database, env["WAITROOM_DATABASE_URL"]))
 
 
-def _run(plan: Plan, env: dict[str, str], run_dir: Path) -> int:
+def _run(plan: Plan, env: dict[str, str], run_dir: Path, schedule: list[FaultSpec]) -> int:
     out = plan.out
     print(f"drill: preparing {plan.parents} families and {WEEKS} weeks", flush=True)
     weeks = asyncio.run(_prepare_ledger(env["WAITROOM_DATABASE_URL"], plan))
     stack = LocalStack(
-        run_dir, env, plan.gateways, log_dir=out / "logs", cart_replicas=plan.cart_replicas
-    )
+        run_dir, env, plan.gateways, log_dir=out / "logs", cart_replicas=plan.cart_replicas,
+        queue_standby=bool(schedule), heal=bool(schedule),
+    )  # fmt: skip
+    runner: FaultRunner | None = None
     started = time.monotonic()
     try:
         stack.start()
@@ -226,6 +247,10 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path) -> int:
             f"{stack.base}/admin/v1/events/{EVENT}/stats", env["WAITROOM_ADMIN_TOKEN"]
         )
         sampler.start()
+        if schedule:
+            (out / "faults.log").unlink(missing_ok=True)
+            runner = FaultRunner(stack, schedule, opens_at, out / "faults.log")
+            runner.start()
         locust = subprocess.run(
             [
                 sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
@@ -239,14 +264,32 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path) -> int:
         )  # fmt: skip
         sampler.stop()
         print(f"drill: locust done in {time.monotonic() - started:.0f} s", flush=True)
+        if runner is not None:  # carts a crash left locked: settled, the stack still healing
+            asyncio.run(_settled(env["WAITROOM_DATABASE_URL"], timeout_s=60))
         record = asyncio.run(_audit(env["WAITROOM_REDIS_URL"]))
         seats = asyncio.run(_seats(env["WAITROOM_DATABASE_URL"]))
+        money = asyncio.run(
+            _payments_agree(env["WAITROOM_DATABASE_URL"], env["WAITROOM_PAYMENT_DATABASE_URL"])
+        )
+        parents = _parents(out)
+        sessions = asyncio.run(_paid_sessions_ended(env["WAITROOM_REDIS_URL"], parents))
     finally:
+        if runner is not None:
+            runner.stop()
         stack.stop()
-    parents = _parents(out)
+    injected = runner.injected if runner is not None else []
+    fault_verdicts = (
+        [
+            *fault_checks(injected),
+            outflow_resumed(injected, sampler.samples, plan.max_active),
+        ]
+        if schedule
+        else []
+    )
     report = Report(
         plan, opens_at, record, seats, parents, _locust_stats(out), locust.returncode,
-        sampler.samples,
+        sampler.samples, extra_checks=[*money, sessions, *fault_verdicts],
+        faults_log=[fault.line for fault in injected],
     )  # fmt: skip
     verdict = report.write()
     print(f"drill: report in {out / 'report.md'}: {'PASS' if verdict else 'FAIL'}", flush=True)
@@ -279,6 +322,78 @@ async def _seats(url: str) -> list[tuple[str, int, int]]:
         return [(a, int(sold.get(a, 0)), int(c)) for a, c in sorted(capacity.items())]
     finally:
         await engine.dispose()
+
+
+async def _settled(url: str, timeout_s: float) -> None:
+    """Until no cart is locked for a payment (or the time runs out: the check says so)."""
+    engine = make_engine(url)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            async with reading(engine) as conn:
+                paying = (
+                    await conn.execute(select(func.count()).where(carts.c.status == "paying"))
+                ).scalar_one()
+            if not paying:
+                return
+            await asyncio.sleep(1)
+    finally:
+        await engine.dispose()
+
+
+async def _payments_agree(ledger_url: str, payments_url: str) -> list[tuple[str, bool, str]]:
+    """No payment lost (the carts approved by the provider are exactly the paid carts),
+    and none charged twice."""
+    ledger, adapter = make_engine(ledger_url), make_engine(payments_url)
+    try:
+        async with reading(ledger) as conn:
+            rows = (await conn.execute(select(carts.c.id, carts.c.status))).all()
+        async with reading(adapter) as conn:
+            charges = list(
+                (
+                    await conn.execute(
+                        select(payments.c.cart_id).where(payments.c.status == "approved")
+                    )
+                ).scalars()
+            )
+    finally:
+        await ledger.dispose()
+        await adapter.dispose()
+    approved = set(charges)
+    twice = len(charges) - len(approved)
+    paid = {cart_id for cart_id, status in rows if status == "paid"}
+    paying = sum(status == "paying" for _, status in rows)
+    charged_not_paid, paid_not_charged = approved - paid, paid - approved
+    return [
+        (
+            "no payment lost (every approved charge's cart is paid, every paid cart was "
+            "charged, none left locked)",
+            not charged_not_paid and not paid_not_charged and not paying,
+            f"{len(approved)} approved, {len(paid)} paid carts; charged but not paid: "
+            f"{len(charged_not_paid)}; paid but not charged: {len(paid_not_charged)}; "
+            f"still locked: {paying}",
+        ),
+        ("no cart charged twice", twice == 0, f"{twice} carts with a second approved charge"),
+    ]
+
+
+async def _paid_sessions_ended(
+    redis_url: str, parents: list[dict[str, Any]]
+) -> tuple[str, bool, str]:
+    """Every parent who paid left the door: no paid session still holds a slot."""
+    paid = [p["arrival"] for p in parents if p.get("outcome") == "paid" and p.get("arrival")]
+    redis = make_redis(redis_url)
+    try:
+        scores = await redis.zmscore(EventKeys(EVENT).active, [str(a) for a in paid])
+        now_ms = int(time.time() * 1000)
+    finally:
+        await redis.aclose()
+    open_ = sum(1 for score in (scores or []) if score is not None and score > now_ms)
+    return (
+        "every session that paid ended (payments settled in the background too)",
+        bool(paid) and open_ == 0,
+        f"{len(paid)} paid; {open_} still holding a slot",
+    )
 
 
 def _parents(out: Path) -> list[dict[str, Any]]:
@@ -316,6 +431,11 @@ def main(argv: list[str] | None = None) -> int:
         "own on that server and drops it at the end; default: SQLite files",
     )
     parser.add_argument("--max-s", type=int, default=0, help="hard stop (default: computed)")
+    parser.add_argument(
+        "--faults", type=Path, nargs="?", const=DEFAULT_SCHEDULE, default=None,
+        help="inject the faults of this schedule (default: loadtests/faults.toml); the "
+        "stack heals, with a standby queue service and two gateway processes",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "drill-report")
     args = parser.parse_args(argv)
     drain_s = math.ceil(args.parents / args.rate * 60)
@@ -327,11 +447,12 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat_timeout_s=args.heartbeat_timeout,
         sleep_share=args.sleep_share,
         decline_share=args.decline_share,
-        gateways=args.gateways,
+        gateways=max(args.gateways, 2) if args.faults else args.gateways,
         cart_replicas=args.cart_replicas,
         database=args.database,
         max_s=args.max_s or args.draw_in + drain_s * 3 + 300,
         out=args.out.resolve(),
+        faults=args.faults.resolve() if args.faults else None,
     )
     return run(plan)
 

@@ -89,6 +89,10 @@ class Parent(FastHttpUser):
                     r.success()  # a throttle answer is the contract, not a failure
                     self._backoff(attempt, r.headers.get("Retry-After"))
                     continue
+                if r.status_code == 0:  # no connection (a gateway died): the page retries
+                    r.failure("join: no connection")
+                    self._backoff(attempt, None)
+                    continue
                 r.failure(f"join {r.status_code}")
                 raise StopUser()
         raise StopUser()
@@ -127,6 +131,10 @@ class Parent(FastHttpUser):
                     r.success()
                     failures += 1
                     self._backoff(failures, r.headers.get("Retry-After"))
+                elif r.status_code == 0:  # no connection (a gateway died): the page retries
+                    r.failure("poll: no connection")
+                    failures += 1
+                    self._backoff(failures, None)
                 else:
                     r.failure(f"poll {r.status_code}")
                     entry["outcome"] = f"poll_{r.status_code}"
@@ -178,14 +186,36 @@ class Parent(FastHttpUser):
         self._call("PUT", "/cart/conditions", "cart/conditions", token, json={"accepted": True})
         cards = [DECLINE, APPROVE] if random.random() < DECLINE_SHARE else [APPROVE]
         for card in cards:
-            paid = self._call(
-                "POST", "/cart/checkout", "cart/checkout", token,
-                headers={"Idempotency-Key": str(uuid.uuid4())},
-                json={"card": {"number": card, "expiry": "12/30", "cvv": "123"}},
-            )  # fmt: skip
+            key = str(uuid.uuid4())  # the page keeps it until the outcome is known
+            for _ in range(3):
+                paid = self._call(
+                    "POST", "/cart/checkout", "cart/checkout", token,
+                    headers={"Idempotency-Key": key},
+                    json={"card": {"number": card, "expiry": "12/30", "cvv": "123"}},
+                )  # fmt: skip
+                if paid is not None:
+                    break
+                gevent.sleep(2)  # a 5xx: the parent presses "pay" again, the same key
             outcome = (paid or {}).get("outcome") or (paid or {}).get("error", "error")
+            if outcome == "pending":  # the page reads its cart until the payment settles
+                outcome = self._settled(token)
             entry.setdefault("checkouts", []).append(outcome)
+            if outcome != "declined":
+                break
         entry["outcome"] = entry["checkouts"][-1]
+
+    def _settled(self, token: str) -> str:
+        """What a pending payment became, read as the page does (its cart, every 3 s)."""
+        for _ in range(60):
+            gevent.sleep(3)
+            cart = self._call("GET", "/cart", "cart", token)
+            if cart and cart.get("error") == "session_ended":
+                return "paid"  # ended by the gateway when it found the cart paid
+            if cart and cart.get("status") in ("paid", "confirmed"):
+                return str(cart["status"])
+            if cart and cart.get("status") == "open":
+                return "declined"  # unlocked: nothing was charged
+        return "pending"
 
     @task
     def night(self) -> None:

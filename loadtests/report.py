@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class Plan:
     database: str  # "" (SQLite files of the drill's own) or a PostgreSQL server URL
     max_s: int
     out: Path
+    faults: Path | None = None  # a fault schedule (loadtests/faults.py), or a calm night
 
     @property
     def capacity(self) -> int:
@@ -81,6 +82,9 @@ class Report:
     stats: list[dict[str, str]]
     locust_status: int
     samples: list[Sample]
+    # Checks the drill adds (the faults, the payments): (name, ok, detail).
+    extra_checks: list[tuple[str, bool, str]] = field(default_factory=list)
+    faults_log: list[str] = field(default_factory=list)  # what each fault did, in order
 
     def checks(self) -> list[tuple[str, bool, str]]:
         plan, record = self.plan, self.record
@@ -179,6 +183,7 @@ class Report:
             all(p.get("outcome") != "done" for p in sleepers),
             f"{len(sleepers)} slept, {len(back)} came back requeued",
         )
+        results.extend(self.extra_checks)
         return results
 
     def eta_errors(self) -> list[float]:
@@ -273,6 +278,7 @@ class Report:
             "",
             *self._relative_lines(),
             "",
+            *self._faults_lines(),
             "## Outcomes",
             "",
             *(f"- {name}: {count}" for name, count in sorted(outcomes.items())),
@@ -290,6 +296,16 @@ class Report:
             encoding="utf-8",
         )
         return all(ok for _, ok, _ in checks)
+
+    def _faults_lines(self) -> list[str]:
+        if self.plan.faults is None:
+            return []
+        return [
+            f"## Faults ({self.plan.faults.name})",
+            "",
+            *(f"- {line}" for line in self.faults_log),
+            "",
+        ]
 
     def _relative_lines(self) -> list[str]:
         relative = self.relative_eta_errors()

@@ -68,3 +68,50 @@ def test_a_short_drill_passes_its_checks_and_stops_by_itself(tmp_path: Path) -> 
     for name in ("chart.png", "locust_stats.csv", "locust_failures.csv", "locust.log"):
         assert (out / name).stat().st_size > 0, name
     assert _processes_mentioning(str(out)) == []
+
+
+@pytest.mark.timeout(300)
+def test_a_short_drill_with_faults_loses_nothing(tmp_path: Path) -> None:
+    """The default fault schedule (the queue leader, the cart service, Redis, the payment
+    adapter and a gateway killed in turn): every fault struck and healed, admissions went
+    on within 10 s of each, and nothing was lost: tickets, seats, payments, sessions.
+
+    One calm-night check is left out of the assertion, not out of the report: "outflow
+    kept up" judges every 20 s window at 95 % of the rate, and killing the queue leader
+    stops admissions until the standby takes the lease (its 3 s TTL); the fault verdict
+    "the outflow resumed within 10 s" judges that instead. The report keeps its verdict."""
+    out = tmp_path / "drill-faults"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.drill", *SHORT, "--out", str(out), "--faults"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    checks = {c["check"]: c for c in json.loads((out / "checks.json").read_text("utf-8"))}
+    kept_up = next(name for name in checks if name.startswith("outflow kept up"))
+    failed = [c for name, c in checks.items() if not c["ok"] and name != kept_up]
+    assert not failed, (failed, result.stdout[-2000:])
+    for name in (
+        "no payment lost (every approved charge's cart is paid, every paid cart was charged, "
+        "none left locked)",
+        "no cart charged twice",
+        "every session that paid ended (payments settled in the background too)",
+        "every scheduled fault was injected",
+        "every killed process came back within 30 s",
+        "the outflow resumed within 10 s of each fault",
+    ):
+        assert checks[name]["ok"], checks[name]
+    report = (out / "report.md").read_text("utf-8")
+    assert report.count("SIGKILL") == 5 and "## Faults (faults.toml)" in report
+    assert _processes_mentioning(str(out)) == []
+
+
+def test_a_bad_fault_schedule_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    schedule = tmp_path / "faults.toml"
+    schedule.write_text('[[fault]]\nat_s = -1\nkill = "redis"\nwhen = "now"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.drill", *SHORT, "--out", str(tmp_path / "d"),
+         "--faults", str(schedule)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "fault.0.at_s" in result.stderr and "fault.0.when" in result.stderr, result.stderr
+    assert not (tmp_path / "d" / "stack").exists()

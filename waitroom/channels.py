@@ -27,9 +27,11 @@ import grpc
 # 503, and a charge that went through before the crash is found again under its key and
 # the session ends as paid. gRPC's own retry policy does it, within the call's deadline.
 RETRY_POLICY = {
-    "maxAttempts": 3,
-    "initialBackoff": "0.05s",
-    "maxBackoff": "0.5s",
+    # Up to ~5 s of tries (gRPC waits a random share of each back-off): long enough for
+    # a supervisor to start a lone replica again, within the call's deadline.
+    "maxAttempts": 5,
+    "initialBackoff": "0.5s",
+    "maxBackoff": "2s",
     "backoffMultiplier": 2,
     "retryableStatusCodes": ["UNAVAILABLE"],
 }
