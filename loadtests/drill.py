@@ -16,7 +16,6 @@ import csv
 import json
 import math
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -45,11 +44,10 @@ from loadtests.report import WEEKS, Plan, Report, Sample
 from payment_adapter.store import payments
 from waitroom import audit
 from waitroom.db import create_database, drop_database, make_engine, reading
-from waitroom.devstack import LocalStack, http_request
+from waitroom.devstack import LocalStack, http_request, private_env
 from waitroom.keys import EventKeys
 from waitroom.redis_conn import make_redis
-from waitroom.redis_server import die_with_parent, free_port
-from waitroom.tokens import new_signing_key
+from waitroom.redis_server import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENT = "drill"
@@ -105,25 +103,11 @@ async def _prepare_ledger(url: str, plan: Plan) -> list[str]:
 
 
 def _env(plan: Plan, run_dir: Path) -> dict[str, str]:
-    signing = new_signing_key()
     return {
         **os.environ,
-        "WAITROOM_HTTP_HOST": "127.0.0.1",
-        "WAITROOM_HTTP_PORT": str(free_port()),
-        "WAITROOM_QUEUE_GRPC_PORT": str(free_port()),
-        # The cart service's ports (a row per process) and target: the stack picks them.
-        "WAITROOM_PAYMENT_GRPC_PORT": (payment := str(free_port())),
-        "WAITROOM_PAYMENT_TARGET": f"127.0.0.1:{payment}",
-        "WAITROOM_QUEUE_METRICS_PORT": "0",
-        "WAITROOM_CART_METRICS_PORT": "0",
-        "WAITROOM_PAYMENT_METRICS_PORT": "0",
-        "WAITROOM_SMTP_PORT": str(free_port()),
+        **private_env(),  # the cart service's ports (a row per process): the stack picks them
         "WAITROOM_DATABASE_URL": f"sqlite+aiosqlite:///{run_dir / 'ledger.sqlite3'}",
         "WAITROOM_PAYMENT_DATABASE_URL": f"sqlite+aiosqlite:///{run_dir / 'payments.sqlite3'}",
-        "WAITROOM_TICKET_SECRET": secrets.token_urlsafe(32),
-        "WAITROOM_TOKEN_SIGNING_KEY": signing,
-        "WAITROOM_ADMIN_TOKEN": secrets.token_urlsafe(24),
-        "WAITROOM_SERVICE_TOKEN": secrets.token_urlsafe(24),
         # Every parent comes from 127.0.0.1: the per-address join limit would stop them.
         "WAITROOM_JOIN_LIMIT": "1000000",
         # A compressed night: pages poll every 2 s instead of 5.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -27,9 +26,8 @@ from payment_adapter.store import payments, sandbox_charges
 from tests.support.parent import ROY, TREMBLAY, admitted, call, checkout, ready_to_pay
 from tests.support.postgres import drop, fresh_database
 from waitroom.db import make_engine, reading
-from waitroom.devstack import LocalStack, http_request
+from waitroom.devstack import LocalStack, http_request, private_env
 from waitroom.redis_server import free_port
-from waitroom.tokens import new_signing_key
 
 pytestmark = pytest.mark.timeout(300)
 EVENT = "crash"
@@ -45,22 +43,11 @@ def stack(tmp_path: Path) -> Iterator[tuple[LocalStack, str]]:
     )  # fmt: skip
     env = {
         **os.environ,
-        "WAITROOM_HTTP_HOST": "127.0.0.1",
-        "WAITROOM_HTTP_PORT": str(free_port()),
-        "WAITROOM_QUEUE_GRPC_PORT": str(free_port()),
-        "WAITROOM_PAYMENT_GRPC_PORT": (payment := str(free_port())),
-        "WAITROOM_PAYMENT_TARGET": f"127.0.0.1:{payment}",
-        "WAITROOM_QUEUE_METRICS_PORT": "0",
-        "WAITROOM_CART_METRICS_PORT": "0",
+        **private_env(),
         "WAITROOM_PAYMENT_METRICS_PORT": str(free_port()),
-        "WAITROOM_SMTP_PORT": str(free_port()),
         "WAITROOM_DATABASE_URL": database,
         "WAITROOM_CART_GRPC_LISTENERS": "1",  # one address per replica: round robin alternates
         "WAITROOM_SANDBOX_LATENCY_MS": str(PROVIDER_LATENCY_MS),
-        "WAITROOM_TICKET_SECRET": secrets.token_urlsafe(32),
-        "WAITROOM_TOKEN_SIGNING_KEY": new_signing_key(),
-        "WAITROOM_ADMIN_TOKEN": secrets.token_urlsafe(24),
-        "WAITROOM_SERVICE_TOKEN": secrets.token_urlsafe(24),
     }
     env.pop("WAITROOM_REDIS_URL", None)  # a Redis of the stack's own
     local = LocalStack(tmp_path, env, gateways=1, log_dir=tmp_path / "logs", cart_replicas=2)

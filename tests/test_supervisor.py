@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import secrets
 import signal
 import sys
 import time
@@ -17,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from waitroom.devstack import LocalStack, http_request
-from waitroom.redis_server import free_port
+from waitroom.devstack import LocalStack, http_request, private_env
 from waitroom.supervisor import BACKOFF_FIRST_S, Child, Supervisor
-from waitroom.tokens import new_signing_key
 
 
 def _wait(condition: Callable[[], bool], seconds: float, tick: Callable[[], object]) -> None:
@@ -72,19 +69,7 @@ def test_without_healing_a_death_is_reported() -> None:
 def stack(tmp_path: Path) -> Iterator[LocalStack]:
     env = {
         **os.environ,
-        "WAITROOM_HTTP_HOST": "127.0.0.1",
-        "WAITROOM_HTTP_PORT": str(free_port()),
-        "WAITROOM_QUEUE_GRPC_PORT": str(free_port()),
-        "WAITROOM_PAYMENT_GRPC_PORT": (payment := str(free_port())),
-        "WAITROOM_PAYMENT_TARGET": f"127.0.0.1:{payment}",
-        "WAITROOM_QUEUE_METRICS_PORT": "0",
-        "WAITROOM_CART_METRICS_PORT": "0",
-        "WAITROOM_PAYMENT_METRICS_PORT": "0",
-        "WAITROOM_SMTP_PORT": str(free_port()),
-        "WAITROOM_TICKET_SECRET": secrets.token_urlsafe(32),
-        "WAITROOM_TOKEN_SIGNING_KEY": new_signing_key(),
-        "WAITROOM_ADMIN_TOKEN": secrets.token_urlsafe(24),
-        "WAITROOM_SERVICE_TOKEN": secrets.token_urlsafe(24),
+        **private_env(),
         "WAITROOM_LEASE_TTL_MS": "1000",
         "WAITROOM_JOIN_LIMIT": "100000",
     }

@@ -63,6 +63,27 @@ def _secrets_env(run_dir: Path) -> dict[str, str]:
     return values
 
 
+def private_env() -> dict[str, str]:
+    """The settings of a stack of its own (drills, tests): free ports on 127.0.0.1, fresh
+    secrets, no metrics ports. ``LocalStack`` fills in the rest: its own Redis (unless
+    ``WAITROOM_REDIS_URL`` is set), SQLite files (unless a database is), the cart ports."""
+    return {
+        "WAITROOM_HTTP_HOST": "127.0.0.1",
+        "WAITROOM_HTTP_PORT": str(free_port()),
+        "WAITROOM_QUEUE_GRPC_PORT": str(free_port()),
+        "WAITROOM_PAYMENT_GRPC_PORT": (payment := str(free_port())),
+        "WAITROOM_PAYMENT_TARGET": f"127.0.0.1:{payment}",
+        "WAITROOM_QUEUE_METRICS_PORT": "0",
+        "WAITROOM_CART_METRICS_PORT": "0",
+        "WAITROOM_PAYMENT_METRICS_PORT": "0",
+        "WAITROOM_SMTP_PORT": str(free_port()),
+        "WAITROOM_TICKET_SECRET": secrets.token_urlsafe(32),
+        "WAITROOM_TOKEN_SIGNING_KEY": new_signing_key(),
+        "WAITROOM_ADMIN_TOKEN": secrets.token_urlsafe(24),
+        "WAITROOM_SERVICE_TOKEN": secrets.token_urlsafe(24),
+    }
+
+
 def _load_demo_catalogue(database_url: str, event_id: str) -> None:
     """The demo catalogue and families under ``event_id`` (once per event), loaded by the
     cart service's own entry point (``python -m cart_service.demo``)."""
