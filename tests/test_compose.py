@@ -22,7 +22,6 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import pytest
 import yaml
 
 from tests.support.docker import IMAGE, build_image
-from tests.support.parent import ROY, admitted, checkout, ready_to_pay
+from tests.support.parent import ROY, admitted, checkout, open_night, ready_to_pay
 from tests.support.tools import tool
 from waitroom.redis_server import free_port
 from waitroom.settings import Settings
@@ -162,13 +161,7 @@ def registered_parent(
 ) -> dict[str, Any]:
     """One parent's night through the load balancer, on an event made for it."""
     event = f"e2e{secrets.token_hex(3)}"
-    now = datetime.now(UTC)
-    spec = {
-        "waiting_room_opens_at": (now - timedelta(seconds=1)).isoformat(),
-        "opens_at": (now + timedelta(seconds=3)).isoformat(),
-        "closes_at": (now + timedelta(hours=1)).isoformat(),
-        "admit_per_minute": 600, "max_active": 100,
-    }  # fmt: skip
+    spec = open_night(opens_in_s=3)
     # The operator API is not on the load balancer: ask a gateway from inside.
     put = (
         "import sys, urllib.request as u; r = u.Request(sys.argv[1], data=sys.stdin.buffer"

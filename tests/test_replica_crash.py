@@ -15,7 +15,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,15 @@ from sqlalchemy import func, select
 
 from cart_service.ledger import registrations
 from payment_adapter.store import payments, sandbox_charges
-from tests.support.parent import ROY, TREMBLAY, admitted, call, checkout, ready_to_pay
+from tests.support.parent import (
+    ROY,
+    TREMBLAY,
+    admitted,
+    call,
+    checkout,
+    open_night,
+    ready_to_pay,
+)
 from tests.support.postgres import drop, fresh_database
 from waitroom.db import make_engine, reading
 from waitroom.devstack import LocalStack, http_request, private_env
@@ -96,13 +103,7 @@ def test_a_replica_killed_mid_checkout_loses_no_payment_and_no_session(
 ) -> None:
     local, database = stack
     base, admin = local.base, local.env["WAITROOM_ADMIN_TOKEN"]
-    now = datetime.now(UTC)
-    event = {
-        "waiting_room_opens_at": (now - timedelta(seconds=1)).isoformat(),
-        "opens_at": (now + timedelta(seconds=2)).isoformat(),
-        "closes_at": (now + timedelta(hours=1)).isoformat(),
-        "admit_per_minute": 600, "max_active": 100,
-    }  # fmt: skip
+    event = open_night(opens_in_s=2)
     assert http_request("PUT", f"{base}/admin/v1/events/{EVENT}", admin, event)[0] == 201
     api = f"{base}/api/v1/events/{EVENT}"
     parents = [(admitted(api), family) for family in (ROY, TREMBLAY)]

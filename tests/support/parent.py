@@ -8,11 +8,25 @@ import secrets
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 ROY = {"client_number": "100234", "phone": "418 839-2002"}  # Léa, 8 next summer
 TREMBLAY = {"client_number": "100871", "phone": "418 641-6018"}  # Noah, 11 next summer
 APPROVED_CARD = {"card": {"number": "4242424242424242", "expiry": "12/30", "cvv": "123"}}
+
+
+def open_night(opens_in_s: float) -> dict[str, object]:
+    """An event's schedule for one parent's night: the waiting room open, the draw in
+    ``opens_in_s``, admissions quick enough that nobody waits long."""
+    now = datetime.now(UTC)
+    return {
+        "waiting_room_opens_at": (now - timedelta(seconds=1)).isoformat(),
+        "opens_at": (now + timedelta(seconds=opens_in_s)).isoformat(),
+        "closes_at": (now + timedelta(hours=1)).isoformat(),
+        "admit_per_minute": 600,
+        "max_active": 100,
+    }
 
 
 def call(
