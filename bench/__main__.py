@@ -130,7 +130,7 @@ def main() -> int:
     redis.start()
     admin = secrets.token_urlsafe(16)
     ticket_secret = secrets.token_urlsafe(32)
-    gw_port, base_port = free_port(), free_port()
+    gw_port, base_port, admin_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "WAITROOM_REDIS_URL": redis.url,
@@ -138,6 +138,7 @@ def main() -> int:
         "WAITROOM_TICKET_SECRET": ticket_secret,
         "WAITROOM_TOKEN_SIGNING_KEY": new_signing_key(),
         "WAITROOM_HTTP_PORT": str(gw_port),
+        "WAITROOM_ADMIN_PORT": str(admin_port),
         "WAITROOM_QUEUE_GRPC_PORT": str(free_port()),
         "WAITROOM_QUEUE_METRICS_PORT": "0",
         "WAITROOM_JOIN_LIMIT": str(10**9),
@@ -158,6 +159,7 @@ def main() -> int:
             )
         )
         gw = f"http://127.0.0.1:{gw_port}"
+        operator = f"http://127.0.0.1:{admin_port}"
         _wait_http(gw + "/healthz")
         now = datetime.now(UTC)
         event = {
@@ -169,14 +171,14 @@ def main() -> int:
         }
         # Joins are measured on an event of their own, so that the poll event below holds
         # exactly BENCH_TICKETS tickets and its memory is measured alone.
-        _http("PUT", f"{gw}/admin/v1/events/joins", json.dumps(event).encode(), admin)
+        _http("PUT", f"{operator}/admin/v1/events/joins", json.dumps(event).encode(), admin)
         join_url = f"{gw}/api/v1/events/joins/tickets"
         print(f"joins: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s POST {join_url}", flush=True)
         join_body = _http("POST", join_url)
         joins = wrk(join_url, method="POST")
         print(f"  {joins['rps']:.0f} joins/s", flush=True)
         mem_before = asyncio.run(_used_memory(redis.url))
-        _http("PUT", f"{gw}/admin/v1/events/bench", json.dumps(event).encode(), admin)
+        _http("PUT", f"{operator}/admin/v1/events/bench", json.dumps(event).encode(), admin)
         print(f"filling: {TICKETS} tickets through join.lua", flush=True)
         asyncio.run(_fill(redis.url, "bench", TICKETS))
         mem_after = asyncio.run(_used_memory(redis.url))
@@ -184,7 +186,7 @@ def main() -> int:
         bytes_per_ticket = (mem_after - mem_before) / seq
         # The draw: move opens_at to now (PUT before the draw may), the leader draws.
         event["opens_at"] = datetime.now(UTC).isoformat()
-        _http("PUT", f"{gw}/admin/v1/events/bench", json.dumps(event).encode(), admin)
+        _http("PUT", f"{operator}/admin/v1/events/bench", json.dumps(event).encode(), admin)
         deadline = time.monotonic() + 60
         while json.loads(_http("GET", f"{gw}/api/v1/events/bench"))["draw"]["seed"] is None:
             if time.monotonic() > deadline:

@@ -10,7 +10,7 @@ import uvloop
 from aiohttp import web
 
 from gateway import fastpath
-from gateway.app import create_app
+from gateway.app import create_app, create_operator_app
 from waitroom.settings import Settings, load_settings
 
 log = logging.getLogger("gateway")
@@ -18,22 +18,32 @@ SHUTDOWN_TIMEOUT_S = 5.0
 
 
 async def serve(settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM, then stop taking connections, drain and clean up."""
-    runner = web.AppRunner(
-        create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
-    )
+    """Serve until SIGINT or SIGTERM, then stop taking connections, drain and clean up.
+
+    Two listeners: the public one (parents) and the operator one (operator API,
+    ``/metrics``), both shared with the other gateway processes of the host."""
+    public_app = create_app(settings)
+    runner = web.AppRunner(public_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
+    operator = web.AppRunner(create_operator_app(public_app), shutdown_timeout=1.0)
+    await operator.setup()
     fastpath.install(runner)
-    site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=True)
-    await site.start()
-    log.info("gateway listening on http://%s:%d", settings.http_host, settings.http_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
+        site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=True)
+        await site.start()
+        admin_site = web.TCPSite(
+            operator, settings.admin_host, settings.admin_port, reuse_port=True
+        )
+        await admin_site.start()
+        log.info("gateway listening on http://%s:%d", settings.http_host, settings.http_port)
+        log.info("operator listener on http://%s:%d", settings.admin_host, settings.admin_port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
+        await operator.cleanup()
         await runner.cleanup()
 
 

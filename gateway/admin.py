@@ -4,24 +4,36 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
+import logging
+import re
 from typing import Any
 
 from aiohttp import web
 
 from gateway.replies import Handler, bearer_token, error, json_errors, reply
-from gateway.state import GATEWAY, Gateway
+from gateway.state import Gateway, gateway_of
 from waitroom import events, keys
 from waitroom.events import InvalidEvent, UnknownEvent
 from waitroom.view import EventView
 
 routes = web.RouteTableDef()
 ADMIN_PREFIX = "/admin/v1"
+audit = logging.getLogger("waitroom.operator")
+# Who acts: the operator names themself in this header (the token is shared by the
+# operators of a night); anything but a short plain name is logged as "unnamed".
+OPERATOR_HEADER = "X-Operator"
+_OPERATOR_NAME = re.compile(r"[\w.@+ -]{1,64}")
+
+
+def _who(request: web.Request) -> str:
+    name = request.headers.get(OPERATOR_HEADER, "").strip()
+    who = name if _OPERATOR_NAME.fullmatch(name) else "unnamed"
+    return f"{who} from {request.remote}"
 
 
 def _refusal(request: web.Request) -> web.Response | None:
     """401 without a bearer token, 403 with a wrong one, None when the token is right."""
-    expected = request.app[GATEWAY].settings.admin_token
+    expected = gateway_of(request).settings.admin_token
     token = bearer_token(request)
     if token is None:
         return error(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
@@ -32,11 +44,18 @@ def _refusal(request: web.Request) -> web.Response | None:
     return None
 
 
+# The fields a change named, for the audit line.
+CHANGED = web.RequestKey("operator_fields", list[str])
+
+
 async def _body(request: web.Request) -> Any:
     try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = await request.json()
+    except ValueError:  # not JSON, not UTF-8, or a number past Python's 4 300 digits
         raise InvalidEvent("body is not JSON") from None
+    if isinstance(body, dict):
+        request[CHANGED] = [str(key)[:40] for key in list(body)[:20]]
+    return body
 
 
 async def _fresh_view(gw: Gateway, event_id: str) -> EventView:
@@ -69,11 +88,19 @@ def _guarded(handler: Handler) -> Handler:
         if refusal is not None:
             return refusal
         try:
-            return await handler(request)
+            answer = await handler(request)
         except UnknownEvent:
-            return error(404, "unknown_event")
+            answer = error(404, "unknown_event")
         except InvalidEvent as exc:
-            return error(422, "invalid_event", detail=exc.detail)
+            answer = error(422, "invalid_event", detail=exc.detail)
+        if request.method != "GET":  # every change, refused ones too: who, what, result
+            fields = sorted(request.get(CHANGED, ()))
+            audit.info(
+                "operator %s: %s %s %s -> %d",
+                _who(request), request.method, request.path, ",".join(fields) or "-",
+                answer.status,
+            )  # fmt: skip
+        return answer
 
     return wrapped
 
@@ -81,7 +108,7 @@ def _guarded(handler: Handler) -> Handler:
 @routes.put(ADMIN_PREFIX + "/events/{event_id}")
 @_guarded
 async def put_event(request: web.Request) -> web.StreamResponse:
-    gw = request.app[GATEWAY]
+    gw = gateway_of(request)
     event_id = request.match_info["event_id"]
     spec = events.parse_spec(await _body(request))
     created = await events.put_event(gw.redis, event_id, spec)
@@ -91,7 +118,7 @@ async def put_event(request: web.Request) -> web.StreamResponse:
 @routes.patch(ADMIN_PREFIX + "/events/{event_id}")
 @_guarded
 async def patch_event(request: web.Request) -> web.StreamResponse:
-    gw = request.app[GATEWAY]
+    gw = gateway_of(request)
     event_id = request.match_info["event_id"]
     patch = events.parse_patch(await _body(request))
     await events.patch_event(gw.redis, event_id, patch)
@@ -103,7 +130,7 @@ def _set_paused(paused: bool) -> Handler:
 
     @_guarded
     async def handler(request: web.Request) -> web.StreamResponse:
-        gw = request.app[GATEWAY]
+        gw = gateway_of(request)
         event_id = request.match_info["event_id"]
         await events.set_paused(gw.redis, event_id, paused)
         return reply(await _refreshed(gw, event_id))
@@ -118,7 +145,7 @@ routes.post(ADMIN_PREFIX + "/events/{event_id}/resume")(_set_paused(False))
 @routes.get(ADMIN_PREFIX + "/events/{event_id}/stats")
 @_guarded
 async def stats(request: web.Request) -> web.StreamResponse:
-    gw = request.app[GATEWAY]
+    gw = gateway_of(request)
     event_id = request.match_info["event_id"]
     view = await _fresh_view(gw, event_id)
     return reply(events.event_stats(view, gw.store.clock.now_ms()).as_json())

@@ -13,7 +13,7 @@ from gateway import admin, observe, pages, public, registration
 from gateway.heartbeats import HeartbeatBuffer
 from gateway.joiner import JoinCoalescer
 from gateway.replies import FALLBACK_PATH, error, reply, unmatched
-from gateway.state import GATEWAY, Gateway
+from gateway.state import GATEWAY, PUBLIC_APP, Gateway, gateway_of
 from waitroom.channels import service_channel
 from waitroom.metrics import exposition
 from waitroom.pb.cart.v1 import cart_pb2, cart_pb2_grpc
@@ -102,7 +102,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready when Redis answers (views fresh) and the queue service has a leader."""
-    gw = request.app[GATEWAY]
+    gw = gateway_of(request)
     fresh = gw.store.age_s() <= gw.settings.stale_after_s
     if not fresh:
         return error(503, "unavailable", reason="redis", headers={"Retry-After": "2"})
@@ -130,7 +130,11 @@ async def serving(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings) -> web.Application:
-    """Build the gateway for ``settings``; every long-lived resource is a cleanup context."""
+    """The public listener's application for ``settings``: parents' pages and APIs, probes.
+
+    Every long-lived resource is its cleanup context; ``create_operator_app`` serves the
+    operator API and ``/metrics`` from the same Gateway on the operator listener.
+    """
     if settings.admin_token is None:
         raise SettingsError("WAITROOM_ADMIN_TOKEN is required: the admin API never runs open")
     settings.ticket_secret_bytes()
@@ -143,10 +147,28 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/readyz/serving", serving)
-    app.router.add_get("/metrics", metrics)
     public.add_routes(app.router)
     registration.add_routes(app.router)
     pages.add_routes(app.router)
-    app.add_routes(admin.routes)
+    if settings.admin_on_public_port:  # the v1 layout, when an operator asks for it
+        _add_operator_routes(app)
     app.router.add_route("*", FALLBACK_PATH, unmatched)
     return app
+
+
+def create_operator_app(public_app: web.Application) -> web.Application:
+    """The operator listener's application (``WAITROOM_ADMIN_PORT``): the operator API
+    and ``/metrics``, with the probes, on the Gateway that ``public_app`` sets up. Start
+    it after ``public_app``: its handlers use what that application's context built."""
+    app = web.Application(client_max_size=64 * 1024)
+    app[PUBLIC_APP] = public_app
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    _add_operator_routes(app)
+    app.router.add_route("*", FALLBACK_PATH, unmatched)
+    return app
+
+
+def _add_operator_routes(app: web.Application) -> None:
+    app.router.add_get("/metrics", metrics)
+    app.add_routes(admin.routes)

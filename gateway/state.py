@@ -69,3 +69,11 @@ class Gateway:
 
 VERIFIED_CACHE_MAX = 1_000_000
 GATEWAY = web.AppKey("gateway", Gateway)
+# On the operator listener's application: the public application, whose clean-up
+# context builds (and closes) the one Gateway both listeners share.
+PUBLIC_APP = web.AppKey("public_app", web.Application)
+
+
+def gateway_of(request: web.Request) -> Gateway:
+    """The process's Gateway, from a handler of either listener."""
+    return request.app.get(PUBLIC_APP, request.app)[GATEWAY]

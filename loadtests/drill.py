@@ -206,7 +206,7 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path, schedule: list[FaultSpe
             print("drill: the stack did not start; see logs/", file=sys.stderr)
             return 2
         status, body = http_request(
-            "PUT", f"{stack.base}/admin/v1/events/{EVENT}", env["WAITROOM_ADMIN_TOKEN"],
+            "PUT", f"{stack.admin_base}/admin/v1/events/{EVENT}", env["WAITROOM_ADMIN_TOKEN"],
             _schedule(plan),
         )  # fmt: skip
         if status != 201:
@@ -228,7 +228,7 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path, schedule: list[FaultSpe
         # arrivals, served FIFO behind the drawn pre-queue).
         spawn_rate = max(1.0, plan.parents / (plan.draw_in_s * 1.2))
         sampler = StatsSampler(
-            f"{stack.base}/admin/v1/events/{EVENT}/stats", env["WAITROOM_ADMIN_TOKEN"]
+            f"{stack.admin_base}/admin/v1/events/{EVENT}/stats", env["WAITROOM_ADMIN_TOKEN"]
         )
         sampler.start()
         if schedule:

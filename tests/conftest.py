@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cart_service.ledger import create_schema
 from gateway import fastpath
-from gateway.app import create_app
+from gateway.app import create_app, create_operator_app
 from queue_service.service import QueueService
 from tests.support.postgres import drop, fresh_database
 from tests.support.tools import tool
@@ -92,12 +93,25 @@ async def client(
 async def gateway_client(
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], settings: Settings
 ) -> TestClient[Any, Any]:
-    """A real gateway as production runs it: the application with the poll fast path."""
-    client = await aiohttp_client(create_app(settings))
+    """A real gateway as production runs it: the public application with the poll fast
+    path, and its operator listener (``operator(client)``)."""
+    public_app = create_app(settings)
+    client = await aiohttp_client(public_app)
     runner = client.server.runner
     assert isinstance(runner, web.AppRunner)
     fastpath.install(runner)
+    _OPERATORS[client] = await aiohttp_client(create_operator_app(public_app))
     return client
+
+
+_OPERATORS: weakref.WeakKeyDictionary[TestClient[Any, Any], TestClient[Any, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def operator(client: TestClient[Any, Any]) -> TestClient[Any, Any]:
+    """The operator listener (operator API, /metrics) of the gateway ``client`` talks to."""
+    return _OPERATORS[client]
 
 
 @pytest.fixture
@@ -142,7 +156,7 @@ async def schedule(
 async def create_event(
     client: TestClient[Any, Any], redis: Redis, event_id: str = "camp", **kwargs: Any
 ) -> dict[str, Any]:
-    resp = await client.put(
+    resp = await operator(client).put(
         f"/admin/v1/events/{event_id}", json=await schedule(redis, **kwargs), headers=AUTH
     )
     assert resp.status == 201, await resp.text()

@@ -162,13 +162,13 @@ def registered_parent(
     """One parent's night through the load balancer, on an event made for it."""
     event = f"e2e{secrets.token_hex(3)}"
     spec = open_night(opens_in_s=3)
-    # The operator API is not on the load balancer: ask a gateway from inside.
+    # The operator API is not on the load balancer: ask a gateway's operator listener.
     put = (
         "import sys, urllib.request as u; r = u.Request(sys.argv[1], data=sys.stdin.buffer"
         ".read(), method='PUT', headers={'Authorization': 'Bearer ' + sys.argv[2],"
         " 'Content-Type': 'application/json'}); print(u.urlopen(r).status)"
     )
-    admin_url = f"http://127.0.0.1:8080/admin/v1/events/{event}"
+    admin_url = f"http://127.0.0.1:8081/admin/v1/events/{event}"
     _wait_http(base + "/healthz")
     subprocess.run(
         [*compose, "exec", "-T", "gateway", "python3", "-c", put, admin_url, admin],

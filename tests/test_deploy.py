@@ -22,7 +22,7 @@ import waitroom.metrics  # noqa: F401  (defines every metric in REGISTRY)
 from deploy import dashboards
 from queue_service.metrics import EventCollector
 from queue_service.service import QueueService
-from tests.conftest import create_event, join, wait_for
+from tests.conftest import create_event, join, operator, wait_for
 from tests.support.tools import tool
 from tests.test_metrics import value
 from waitroom.redis_server import free_port
@@ -153,7 +153,7 @@ async def test_a_real_prometheus_scrapes_the_gateway(
     for _ in range(3):
         await join(client)
     # The registry is the test process's own: earlier tests counted joins too.
-    exposed = await (await client.get("/metrics")).text()
+    exposed = await (await operator(client).get("/metrics")).text()
     joins = value(exposed, "waitroom_joins_total", event="camp")
     assert joins >= 3
     async with aiohttp.ClientSession() as http:

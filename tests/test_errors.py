@@ -9,8 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from gateway.app import create_app
-from tests.conftest import AUTH, create_event, gateway_client, join, poll, schedule
+from tests.conftest import AUTH, create_event, gateway_client, join, operator, poll, schedule
 from waitroom import ticket_ids
 from waitroom.redis_server import RedisServer
 from waitroom.settings import Settings
@@ -47,13 +46,15 @@ async def test_ticket_of_another_event_is_unknown(client: Client, redis: Redis) 
 
 async def test_admin_auth(client: Client, redis: Redis) -> None:
     body = await schedule(redis)
-    resp = await client.put("/admin/v1/events/camp", json=body)
+    resp = await operator(client).put("/admin/v1/events/camp", json=body)
     assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
-    resp = await client.put(
+    resp = await operator(client).put(
         "/admin/v1/events/camp", json=body, headers={"Authorization": "Bearer wrong"}
     )
     assert resp.status == 403 and (await resp.json())["error"] == "forbidden"
-    resp = await client.get("/admin/v1/events/camp/stats", headers={"Authorization": "Basic x"})
+    resp = await operator(client).get(
+        "/admin/v1/events/camp/stats", headers={"Authorization": "Basic x"}
+    )
     assert resp.status == 401
 
 
@@ -71,25 +72,31 @@ async def test_admin_bad_bodies_change_nothing(client: Client, redis: Redis) -> 
         [1, 2, 3],
     ]
     for case in cases:
-        resp = await client.put("/admin/v1/events/camp", json=case, headers=AUTH)
+        resp = await operator(client).put("/admin/v1/events/camp", json=case, headers=AUTH)
         assert resp.status == 422, case
         body = await resp.json()
         assert body["error"] == "invalid_event" and body["detail"]
-    resp = await client.put("/admin/v1/events/camp", data=b"{not json", headers=AUTH)
+    resp = await operator(client).put("/admin/v1/events/camp", data=b"{not json", headers=AUTH)
     assert resp.status == 422
     assert (await client.get("/api/v1/events/camp")).status == 404
     await create_event(client, redis)
-    resp = await client.put("/admin/v1/events/camp", json=good, headers=AUTH)
+    resp = await operator(client).put("/admin/v1/events/camp", json=good, headers=AUTH)
     assert resp.status == 200  # replaced
-    resp = await client.patch("/admin/v1/events/camp", json={"max_active": -1}, headers=AUTH)
+    resp = await operator(client).patch(
+        "/admin/v1/events/camp", json={"max_active": -1}, headers=AUTH
+    )
     assert resp.status == 422
-    resp = await client.patch("/admin/v1/events/camp", json={"colour": "red"}, headers=AUTH)
+    resp = await operator(client).patch(
+        "/admin/v1/events/camp", json={"colour": "red"}, headers=AUTH
+    )
     assert resp.status == 422
-    resp = await client.patch("/admin/v1/events/ghost", json={"max_active": 1}, headers=AUTH)
+    resp = await operator(client).patch(
+        "/admin/v1/events/ghost", json={"max_active": 1}, headers=AUTH
+    )
     assert resp.status == 404 and (await resp.json())["error"] == "unknown_event"
-    resp = await client.post("/admin/v1/events/ghost/pause", headers=AUTH)
+    resp = await operator(client).post("/admin/v1/events/ghost/pause", headers=AUTH)
     assert resp.status == 404
-    stats = await (await client.get("/admin/v1/events/camp/stats", headers=AUTH)).json()
+    stats = await (await operator(client).get("/admin/v1/events/camp/stats", headers=AUTH)).json()
     assert stats["config"]["max_active"] == 1000
 
 
@@ -98,8 +105,8 @@ async def test_join_flood_from_one_client_is_rate_limited(
     redis: Redis,
     aiohttp_client: Callable[..., Awaitable[Client]],
 ) -> None:
-    client = await aiohttp_client(
-        create_app(settings.model_copy(update={"join_limit": 5, "join_window_s": 30}))
+    client = await gateway_client(
+        aiohttp_client, settings.model_copy(update={"join_limit": 5, "join_window_s": 30})
     )
     await create_event(client, redis, opens_in=60)
     codes = []
@@ -167,9 +174,9 @@ async def test_unmatched_paths_and_methods_are_json(client: Client, redis: Redis
     resp = await client.put("/api/v1/events/camp")
     assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed"
     assert "GET" in resp.headers["Allow"]
-    resp = await client.get("/admin/v1/nothing/here", headers=AUTH)
+    resp = await operator(client).get("/admin/v1/nothing/here", headers=AUTH)
     assert resp.status == 404 and (await resp.json())["error"] == "not_found"
-    resp = await client.delete("/admin/v1/events/camp/stats", headers=AUTH)
+    resp = await operator(client).delete("/admin/v1/events/camp/stats", headers=AUTH)
     assert resp.status == 405
 
 

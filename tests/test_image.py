@@ -59,9 +59,10 @@ def test_the_gateway_runs_from_it_read_only(image: str, settings: Settings) -> N
         check=True, capture_output=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    operator_base = f"http://127.0.0.1:{env['WAITROOM_ADMIN_PORT']}"
     try:
         _wait(lambda: _status(base + "/healthz") == 200, 30)
-        assert_serves_an_event(base)
+        assert_serves_an_event(base, operator_base)
 
         def healthy() -> bool:
             state = subprocess.check_output(

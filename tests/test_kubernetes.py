@@ -35,7 +35,7 @@ OVERLAYS = ("dev", "production")
 KUBERNETES_VERSION = "1.32.0"
 # The process each console script runs, and the settings naming its ports.
 PROCESSES = {
-    "waitroom-gateway": {"http": "WAITROOM_HTTP_PORT"},
+    "waitroom-gateway": {"http": "WAITROOM_HTTP_PORT", "admin": "WAITROOM_ADMIN_PORT"},
     "waitroom-queue": {
         "grpc": "WAITROOM_QUEUE_GRPC_PORT", "metrics": "WAITROOM_QUEUE_METRICS_PORT",
     },
@@ -115,6 +115,11 @@ def test_commands_ports_and_probes_match_the_processes(rendered: list[Obj]) -> N
         seen.add(command)
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports == {name: int(settings[key]) for name, key in PROCESSES[command].items()}
+        # Prometheus scrapes the port that serves /metrics (the gateway's operator port).
+        scraped = int(
+            deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]
+        )
+        assert scraped == ports.get("metrics", ports.get("admin"))
         for probe in (container["livenessProbe"], container["readinessProbe"]):
             if "httpGet" in probe:
                 assert probe["httpGet"]["path"] in served[command]

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from gateway import observe
 from queue_service.metrics import EventCollector
 from queue_service.service import QueueService
-from tests.conftest import create_event, join, poll, statuses, wait_for
+from tests.conftest import create_event, join, operator, poll, statuses, wait_for
 from tests.registration import registration_stack
 from tests.support.gateway_process import gateway_env
 from waitroom.metrics import LATENCY_BUCKETS
@@ -57,7 +57,7 @@ async def test_gateway_and_queue_metrics_per_event(
     await wait_for(drawn)
     for t in tickets:
         await poll(client, t)
-    text = await (await client.get("/metrics")).text()
+    text = await (await operator(client).get("/metrics")).text()
     assert value(text, "waitroom_joins_total", event="camp") >= 4
     assert value(text, "waitroom_polls_total", event="camp") >= 4
     poll_route = "/api/v1/events/{event_id}/tickets/{ticket_id}"
@@ -147,13 +147,15 @@ async def test_several_gateway_processes_report_the_totals_of_all(
         for _ in range(2)
     ]
     base = f"http://127.0.0.1:{port}"
+    operator_base = f"http://127.0.0.1:{env['WAITROOM_ADMIN_PORT']}"
     try:
         # A new connection per request: the kernel spreads them over both processes.
         async def fresh(method: str, path: str) -> tuple[int, str]:
             connector = aiohttp.TCPConnector(force_close=True)
+            url = (operator_base if path == "/metrics" else base) + path
             async with (
                 aiohttp.ClientSession(connector=connector) as session,
-                session.request(method, base + path) as resp,
+                session.request(method, url) as resp,
             ):
                 return resp.status, await resp.text()
 

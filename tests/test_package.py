@@ -102,9 +102,12 @@ def test_an_installed_gateway_serves_pages(wheel: Path, tmp_path: Path, settings
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    operator_base = f"http://127.0.0.1:{env['WAITROOM_ADMIN_PORT']}"
     try:
         assert _get(base + "/healthz", gateway)[0] == 200
-        assert_serves_an_event(base)  # join.lua, templates, static files: from the wheel
+        assert_serves_an_event(
+            base, operator_base
+        )  # join.lua, templates, static files: from the wheel
     finally:
         gateway.send_signal(signal.SIGTERM)
         _, err = gateway.communicate(timeout=20)

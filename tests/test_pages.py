@@ -33,7 +33,7 @@ from cart_service.ledger import registrations
 from gateway.i18n import EN, FR
 from payment_adapter.store import payments
 from queue_service.service import QueueService
-from tests.conftest import join, poll, wait_for
+from tests.conftest import join, operator, poll, wait_for
 from tests.registration import (
     ANNE,
     EVENT,
@@ -329,7 +329,7 @@ async def test_a_requeued_ticket_shows_its_notice_and_english_is_one_click_away(
 
 
 async def _skipped(s: Stack) -> bool:
-    resp = await s.client.get(
+    resp = await operator(s.client).get(
         f"/admin/v1/events/{EVENT}/stats", headers={"Authorization": "Bearer test-admin-token"}
     )
     body = await resp.json()

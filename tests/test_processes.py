@@ -15,7 +15,16 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from tests.conftest import AUTH, create_event, gateway_client, join, poll, statuses, wait_for
+from tests.conftest import (
+    AUTH,
+    create_event,
+    gateway_client,
+    join,
+    operator,
+    poll,
+    statuses,
+    wait_for,
+)
 from tests.support.gateway_process import shared_env
 from waitroom import audit, keys
 from waitroom.redis_server import RedisServer
@@ -78,7 +87,9 @@ async def test_two_queue_services_draw_once_and_fail_over(
     first = (await _leader(redis)).split(":", 1)[1]
 
     async def some_admitted() -> bool:
-        stats = await (await client.get("/admin/v1/events/camp/stats", headers=AUTH)).json()
+        stats = await (
+            await operator(client).get("/admin/v1/events/camp/stats", headers=AUTH)
+        ).json()
         return int(stats["admitted_total"]) >= 10
 
     await wait_for(some_admitted, 15)

@@ -104,7 +104,9 @@ def test_a_replica_killed_mid_checkout_loses_no_payment_and_no_session(
     local, database = stack
     base, admin = local.base, local.env["WAITROOM_ADMIN_TOKEN"]
     event = open_night(opens_in_s=2)
-    assert http_request("PUT", f"{base}/admin/v1/events/{EVENT}", admin, event)[0] == 201
+    assert (
+        http_request("PUT", f"{local.admin_base}/admin/v1/events/{EVENT}", admin, event)[0] == 201
+    )
     api = f"{base}/api/v1/events/{EVENT}"
     parents = [(admitted(api), family) for family in (ROY, TREMBLAY)]
     for (ticket, family), (child, group) in zip(

@@ -96,7 +96,7 @@ def test_killed_processes_and_redis_come_back_and_parents_keep_their_places(
         "closes_at": (now + timedelta(hours=2)).isoformat(),
         "admit_per_minute": 60, "max_active": 10, "heartbeat_timeout_s": 600,
     }  # fmt: skip
-    assert http_request("PUT", f"{base}/admin/v1/events/camp", admin, event)[0] == 201
+    assert http_request("PUT", f"{stack.admin_base}/admin/v1/events/camp", admin, event)[0] == 201
     tickets = []
     for _ in range(3):
         status, body = http_request("POST", f"{base}/api/v1/events/camp/tickets")

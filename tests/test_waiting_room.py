@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from queue_service.service import QueueService
-from tests.conftest import AUTH, create_event, join, poll, statuses, wait_for
+from tests.conftest import AUTH, create_event, join, operator, poll, statuses, wait_for
 from waitroom import audit
 from waitroom.settings import Settings
 from waitroom.tokens import AdmissionVerifier, InvalidAdmission
@@ -54,7 +54,7 @@ async def test_nobody_admitted_before_the_draw_then_drawn_once(
     assert len(set(afters)) > 10 and all(500 <= a <= 2000 + 3500 for a in afters)
     await asyncio.sleep(1.0)
     assert all(s == "prequeue" for s in await statuses(client, tickets))
-    stats = await (await client.get("/admin/v1/events/camp/stats", headers=AUTH)).json()
+    stats = await (await operator(client).get("/admin/v1/events/camp/stats", headers=AUTH)).json()
     assert stats["admitted_total"] == 0
 
     async def all_admitted() -> bool:
@@ -94,7 +94,7 @@ async def _drawn(client: Client) -> bool:
 
 
 async def _admitted_count(client: Client, n: int) -> bool:
-    stats = await (await client.get("/admin/v1/events/camp/stats", headers=AUTH)).json()
+    stats = await (await operator(client).get("/admin/v1/events/camp/stats", headers=AUTH)).json()
     return int(stats["admitted_total"]) >= n
 
 
@@ -125,11 +125,11 @@ async def test_outflow_is_smoothed_and_bounded_by_max_active(
     await wait_for(lambda: _drawn(client), 10)
     # 240/min = 4/s, burst at most 4: after 1 s at most 4 + 4 are in, never all 6 at once.
     await asyncio.sleep(0.6)
-    stats = await (await client.get("/admin/v1/events/camp/stats", headers=AUTH)).json()
+    stats = await (await operator(client).get("/admin/v1/events/camp/stats", headers=AUTH)).json()
     assert 1 <= stats["admitted_total"] <= 5
     await wait_for(lambda: _admitted_count(client, 6), 10)
     await asyncio.sleep(1.0)
-    stats = await (await client.get("/admin/v1/events/camp/stats", headers=AUTH)).json()
+    stats = await (await operator(client).get("/admin/v1/events/camp/stats", headers=AUTH)).json()
     assert stats["admitted_total"] == 6 and stats["counts"]["admitted"] == 6
     statuses = [(await poll(client, t))["status"] for t in tickets]
     assert statuses.count("admitted") == 6 and statuses.count("waiting") == 6
@@ -140,7 +140,7 @@ async def test_outflow_is_smoothed_and_bounded_by_max_active(
     assert (await poll(client, admitted[0]))["status"] == "done"
     await wait_for(lambda: _admitted_count(client, 7), 10)
     await asyncio.sleep(0.5)
-    stats = await (await client.get("/admin/v1/events/camp/stats", headers=AUTH)).json()
+    stats = await (await operator(client).get("/admin/v1/events/camp/stats", headers=AUTH)).json()
     assert stats["admitted_total"] == 7 and stats["counts"]["admitted"] == 6
 
 
@@ -158,20 +158,24 @@ async def test_silent_ticket_loses_priority_and_is_requeued(
     )
     sleeper = await join(client)
     awake = [await join(client) for _ in range(3)]
-    await client.patch("/admin/v1/events/camp", json={"admit_per_minute": 0}, headers=AUTH)
+    await operator(client).patch(
+        "/admin/v1/events/camp", json={"admit_per_minute": 0}, headers=AUTH
+    )
     # The others keep polling for 7.5 s (past the 5 s timeout and its 1.25 s grace); the
     # sleeper says nothing.
     for _ in range(15):
         for t in awake:
             await poll(client, t)
         await asyncio.sleep(0.5)
-    await client.patch("/admin/v1/events/camp", json={"admit_per_minute": 6000}, headers=AUTH)
+    await operator(client).patch(
+        "/admin/v1/events/camp", json={"admit_per_minute": 6000}, headers=AUTH
+    )
 
     async def awake_admitted() -> bool:
         return all(s == "admitted" for s in await statuses(client, awake))
 
     await wait_for(awake_admitted, 10)  # the outflow did not stall on the sleeper
-    stats = await (await client.get("/admin/v1/events/camp/stats", headers=AUTH)).json()
+    stats = await (await operator(client).get("/admin/v1/events/camp/stats", headers=AUTH)).json()
     assert stats["lost_priority_total"] == 1
     late = await join(client)  # arrives after the sleeper lost priority
     back = await poll(client, sleeper)
@@ -213,7 +217,7 @@ async def test_positions_never_rise_while_polling(
         await asyncio.sleep(0.2)
     assert last  # the line did move while we watched
     # Frozen line (paused): the waiting tickets hold exactly the places 1..n, once each.
-    await client.post("/admin/v1/events/camp/pause", headers=AUTH)
+    await operator(client).post("/admin/v1/events/camp/pause", headers=AUTH)
     await asyncio.sleep(0.5)
     bodies = [await poll(client, t) for t in tickets]
     positions = sorted(b["position"] for b in bodies if b["status"] == "waiting")
@@ -226,24 +230,26 @@ async def test_pause_resume_patch_and_close(
 ) -> None:
     await create_event(client, redis, opens_in=0.3, admit_per_minute=60_000, max_active=1000)
     await wait_for(lambda: _drawn(client), 10)
-    resp = await client.post("/admin/v1/events/camp/pause", headers=AUTH)
+    resp = await operator(client).post("/admin/v1/events/camp/pause", headers=AUTH)
     assert resp.status == 200 and (await resp.json())["state"] == "paused"
     tickets = [await join(client) for _ in range(3)]  # tickets are still issued while paused
     await asyncio.sleep(1.0)
     polled = [await poll(client, t) for t in tickets]
     assert [p["status"] for p in polled] == ["waiting"] * 3
     assert all(p["eta_seconds"] is None for p in polled)
-    await client.post("/admin/v1/events/camp/resume", headers=AUTH)
+    await operator(client).post("/admin/v1/events/camp/resume", headers=AUTH)
 
     async def admitted() -> bool:
         return all(s == "admitted" for s in await statuses(client, tickets))
 
     await wait_for(admitted, 3)  # effective within a second or so
-    await client.patch("/admin/v1/events/camp", json={"admit_per_minute": 0}, headers=AUTH)
+    await operator(client).patch(
+        "/admin/v1/events/camp", json={"admit_per_minute": 0}, headers=AUTH
+    )
     waiting = [await join(client) for _ in range(2)]
     assert [t["status"] for t in waiting] == ["waiting", "waiting"]  # rate 0: nobody goes in
     third = await join(client)
-    resp = await client.patch(
+    resp = await operator(client).patch(
         "/admin/v1/events/camp",
         json={"closes_at": (await _in(redis, 1.0))},
         headers=AUTH,
@@ -340,7 +346,7 @@ async def test_the_draw_cannot_be_rescheduled_once_done(
     await create_event(client, redis, opens_in=0.3)
     await wait_for(lambda: _drawn(client), 10)
     body = await schedule(redis, opens_in=600)
-    resp = await client.put("/admin/v1/events/camp", json=body, headers=AUTH)
+    resp = await operator(client).put("/admin/v1/events/camp", json=body, headers=AUTH)
     assert resp.status == 422
     assert "cannot change after the draw" in (await resp.json())["detail"]
     event = await (await client.get("/api/v1/events/camp")).json()

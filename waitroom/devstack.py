@@ -70,6 +70,7 @@ def private_env() -> dict[str, str]:
     return {
         "WAITROOM_HTTP_HOST": "127.0.0.1",
         "WAITROOM_HTTP_PORT": str(free_port()),
+        "WAITROOM_ADMIN_PORT": str(free_port()),
         "WAITROOM_QUEUE_GRPC_PORT": str(free_port()),
         "WAITROOM_PAYMENT_GRPC_PORT": (payment := str(free_port())),
         "WAITROOM_PAYMENT_TARGET": f"127.0.0.1:{payment}",
@@ -156,10 +157,17 @@ class LocalStack:
     def base(self) -> str:
         return f"http://{self.env['WAITROOM_HTTP_HOST']}:{self.env['WAITROOM_HTTP_PORT']}"
 
+    @property
+    def admin_base(self) -> str:
+        """The gateways' operator listener: the operator API and /metrics."""
+        return f"http://{self.env['WAITROOM_ADMIN_HOST']}:{self.env['WAITROOM_ADMIN_PORT']}"
+
     def start(self) -> None:
         env = self.env
         env.setdefault("WAITROOM_HTTP_HOST", "127.0.0.1")
         env.setdefault("WAITROOM_HTTP_PORT", "8080")
+        env.setdefault("WAITROOM_ADMIN_HOST", "127.0.0.1")
+        env.setdefault("WAITROOM_ADMIN_PORT", "8081")
         if not env.get("WAITROOM_REDIS_URL"):
             self.redis_server = RedisServer(self.run_dir / "redis")
             self.redis_server.start()
@@ -187,7 +195,7 @@ class LocalStack:
         envs = {**replicas, **self._queue_standby()}
         if "queue_service-standby" in envs:
             commands.append(("queue_service-standby", [sys.executable, "-m", "queue_service"]))
-        # Gateway processes share one port: each writes its metrics here and any of them
+        # Gateway processes share their two ports: each writes its metrics here and any of them
         # answers /metrics with the totals of all (prometheus_client's multiprocess mode).
         metrics_dir = self.run_dir / "gateway-metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -302,7 +310,7 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
             print(f"redis: {stack.redis_server.url} (data in {RUN_DIR / 'redis'})", flush=True)
         smtp = f"{env['WAITROOM_SMTP_HOST']}:{env['WAITROOM_SMTP_PORT']}"
         print(f"emails: {RUN_DIR / 'mail'} (Maildir, SMTP on {smtp})", flush=True)
-        base = stack.base
+        base, admin = stack.base, stack.admin_base
         if not stack.wait_ready(lambda: stopping) and not stopping:
             print("a service exited during start-up; see its log above", file=sys.stderr)
             return 1
@@ -310,7 +318,7 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
             now = datetime.now(UTC).replace(microsecond=0)
             status, body = http_request(
                 "PUT",
-                f"{base}/admin/v1/events/{DEMO_EVENT}",
+                f"{admin}/admin/v1/events/{DEMO_EVENT}",
                 env["WAITROOM_ADMIN_TOKEN"],
                 demo_schedule(now),
             )
@@ -318,7 +326,7 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
                 demo_id = f"{DEMO_EVENT}-{int(now.timestamp())}"
                 status, body = http_request(
                     "PUT",
-                    f"{base}/admin/v1/events/{demo_id}",
+                    f"{admin}/admin/v1/events/{demo_id}",
                     env["WAITROOM_ADMIN_TOKEN"],
                     demo_schedule(now),
                 )
@@ -332,6 +340,7 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
                 print(f"waiting room page: {base}/events/{demo_id}/  (receipts: {base}/receipts/)")
         if not stopping:
             print(f"admin token: {env['WAITROOM_ADMIN_TOKEN']}")
+            print(f"admin: {admin}", flush=True)
             print(f"ready: {base}", flush=True)
         # Also stop when whoever started us (make) is gone: a SIGTERM to make is not passed on.
         while not stopping and os.getppid() == parent:

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     admin_token: SecretStr | None = None
+    # The operator listener: the operator API (/admin/v1), the gateway's /metrics and
+    # the staff pages, on their own port, loopback unless told otherwise.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(8081, ge=0, le=65535)
+    # True: /admin/v1 and /metrics are served on the public port too (the v1 layout),
+    # for a deployment that cannot reach the operator port yet. Off: they answer 404 there.
+    admin_on_public_port: bool = False
     # Secret that makes ticket ids unguessable (HMAC key); 32 bytes, base64url.
     ticket_secret: SecretStr | None = None
     # Admission-token signing: Ed25519 private key seed (32 bytes, base64url) and its key id.
@@ -60,7 +67,7 @@ class Settings(BaseSettings):
     tick_s: float = Field(0.1, gt=0, le=2)
     instance: str = ""
     # Prometheus /metrics of the gRPC services, on grpc_host (0: not served). Gateways
-    # serve /metrics on their HTTP port.
+    # serve /metrics on their operator listener (admin_port).
     queue_metrics_port: int = Field(9101, ge=0, le=65535)
     cart_metrics_port: int = Field(9102, ge=0, le=65535)
     payment_metrics_port: int = Field(9103, ge=0, le=65535)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.conftest import AUTH
+from waitroom.redis_server import free_port
 from waitroom.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -31,16 +32,18 @@ def shared_env(settings: Settings) -> dict[str, str]:
 
 
 def gateway_env(settings: Settings, port: int) -> dict[str, str]:
-    """The WAITROOM_* settings of a gateway on 127.0.0.1:``port`` using the tests' Redis."""
+    """The WAITROOM_* settings of a gateway on 127.0.0.1:``port`` using the tests' Redis,
+    its operator listener on a free port (``WAITROOM_ADMIN_PORT``)."""
     return {
         **shared_env(settings),
         "WAITROOM_HTTP_HOST": "127.0.0.1",
         "WAITROOM_HTTP_PORT": str(port),
+        "WAITROOM_ADMIN_PORT": str(free_port()),
         "WAITROOM_JOIN_LIMIT": "100000",  # other tests joined from this address too
     }
 
 
-def assert_serves_an_event(base: str) -> None:
+def assert_serves_an_event(base: str, operator_base: str) -> None:
     event_id = f"proc-{secrets.token_hex(4)}"  # Redis is shared with other tests
     now = datetime.now(UTC)
     event = {
@@ -51,11 +54,16 @@ def assert_serves_an_event(base: str) -> None:
         "max_active": 10,
     }
     put = urllib.request.Request(
-        f"{base}/admin/v1/events/{event_id}", data=json.dumps(event).encode(), method="PUT",
-        headers={**AUTH, "Content-Type": "application/json"},
+        f"{operator_base}/admin/v1/events/{event_id}", data=json.dumps(event).encode(),
+        method="PUT", headers={**AUTH, "Content-Type": "application/json"},
     )  # fmt: skip
     with urllib.request.urlopen(put, timeout=5) as answer:
         assert answer.status == 201
+    # The operator's paths live on the operator listener only.
+    assert get(f"{base}/admin/v1/events/{event_id}/stats")[0] == 404
+    assert get(f"{base}/metrics")[0] == 404
+    status, metrics = get(f"{operator_base}/metrics")
+    assert status == 200 and b"waitroom_" in metrics
     join = urllib.request.Request(f"{base}/api/v1/events/{event_id}/tickets", method="POST")
     with urllib.request.urlopen(join, timeout=5) as answer:  # join.lua
         assert answer.status == 201
