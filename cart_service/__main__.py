@@ -65,7 +65,7 @@ async def serve(
         SERVICE_NAME,
         AdmissionVerifier.from_settings(settings),
         settings.service_token_value(),
-        open_methods=("GetReceipt",),
+        open_methods=("GetReceipt", "BrowseCatalogue"),
     )
     servicer = CartServicer(desk)
     listeners = [

@@ -69,6 +69,15 @@ async def search(
         )
 
 
+def availability(places_left: int, capacity: int) -> str:
+    """Places as anyone may see them before admission: a level, never a count."""
+    if places_left <= 0:
+        return "full"
+    if places_left <= max(3, capacity // 10):
+        return "few"
+    return "available"
+
+
 async def _distinct(conn: AsyncConnection, column: Any, event_id: str) -> list[str]:
     """Every value of an activity column in the event, sorted (the search form's choices)."""
     query = select(column).where(activities.c.event_id == event_id).distinct().order_by(column)

@@ -1,8 +1,8 @@
 """The gRPC CartService servicer: translate the request, call the rule, translate back.
 
-Every method but GetReceipt serves the admitted session named by the caller's admission
-token (checked offline by ``waitroom.rpc.CallerInterceptor``); refusals raised by the
-rules become gRPC statuses with ErrorInfo in ``waitroom.rpc.RefusalInterceptor``.
+Every method but GetReceipt and BrowseCatalogue serves the admitted session named by the
+caller's admission token (checked offline by ``waitroom.rpc.CallerInterceptor``); refusals
+raised by the rules become gRPC statuses with ErrorInfo in ``waitroom.rpc.RefusalInterceptor``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from waitroom.pb.cart.v1 import cart_pb2 as pb
 from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
 from waitroom.rpc import caller
 from waitroom.schedule import iso_at
-from waitroom.validation import Unauthenticated
+from waitroom.validation import FieldError, Unauthenticated
 
 SERVICE_NAME = "waitroom.cart.v1.CartService"
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -54,6 +54,7 @@ def activity_pb(a: ActivityInfo, currency: str) -> pb.Activity:
         class_levels=levels,
         childcare=a.childcare,
         waiting_list=a.waiting,
+        availability=catalogue.availability(a.places_left, a.capacity),
     )
 
 
@@ -138,6 +139,15 @@ def _outcome_pb(o: Outcome) -> pb.ItemOutcome:
     )
 
 
+def browse_pb(a: ActivityInfo, currency: str) -> pb.Activity:
+    """An activity for anyone: its places as a level, no counts."""
+    shown = activity_pb(a, currency)
+    shown.ClearField("capacity")
+    shown.ClearField("places_left")
+    shown.ClearField("waiting_list")
+    return shown
+
+
 def _session() -> Session:
     who = caller()
     if who.service:  # a parent's cart is only ever touched on that parent's behalf
@@ -172,6 +182,25 @@ class CartServicer(pb_grpc.CartServiceServicer):
         )
         return pb.SearchReply(
             activities=[activity_pb(a, "CAD") for a in found.activities],
+            parks=found.parks,
+            age_groups=found.age_groups,
+            payment_deferred=found.payment_deferred,
+        )
+
+    async def BrowseCatalogue(self, request: pb.SearchRequest, context: Context) -> pb.SearchReply:
+        """The catalogue without an admission (the gateway decides from when)."""
+        if not request.event_id:
+            raise FieldError("event_id_required", "event_id")
+        found = await catalogue.search(
+            self._desk,
+            request.event_id,
+            request.parks,
+            request.age_groups,
+            request.kind,
+            facets_only=request.facets_only,
+        )
+        return pb.SearchReply(
+            activities=[browse_pb(a, "CAD") for a in found.activities],
             parks=found.parks,
             age_groups=found.age_groups,
             payment_deferred=found.payment_deferred,

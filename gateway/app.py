@@ -31,6 +31,7 @@ CART_SERVICE = cart_pb2.DESCRIPTOR.services_by_name["CartService"].full_name
 # key makes a second try find the first one's payment).
 CART_REPEATABLE = (
     "SearchCatalogue",
+    "BrowseCatalogue",
     "GetCart",
     "GetReceipt",
     "IdentifyFamily",

@@ -58,6 +58,13 @@ FR: dict[str, str] = {
     "reg.no_token": "Vous n'avez pas (ou plus) accès à l'inscription. Revenez à la salle"
     " d'attente.",
     "reg.back_to_queue": "Retour à la salle d'attente",
+    "browse.note": "Consultation : voici les activités offertes et leurs places (approximatives)."
+    " Pour inscrire, entrez dans la salle d'attente le soir des inscriptions.",
+    "browse.queue": "Salle d'attente",
+    "wr.browse": "Consulter les activités (nouvel onglet)",
+    "avail.available": "Places disponibles",
+    "avail.few": "Peu de places",
+    "avail.full": "Complet",
     "reg.hold": "Panier réservé jusqu'à {time} ({remaining})",
     "reg.extend": "20 minutes de plus",
     "reg.extended": "Délai supplémentaire déjà utilisé",
@@ -236,6 +243,13 @@ EN: dict[str, str] = {
     " the order of the line with the command \u201cwaitroom verify-draw\u201d (see"
     " docs/draw.md).",
     "reg.title": "Registration",
+    "browse.note": "Browsing: here are the activities offered and their places (approximate)."
+    " To register, enter the waiting room on registration night.",
+    "browse.queue": "Waiting room",
+    "wr.browse": "Browse the activities (new tab)",
+    "avail.available": "Places available",
+    "avail.few": "Few places left",
+    "avail.full": "Full",
     "reg.no_token": "You do not (or no longer) have access to registration. Go back to the"
     " waiting room.",
     "reg.back_to_queue": "Back to the waiting room",

@@ -11,34 +11,27 @@ Documented in ``docs/openapi/registration.yaml``.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
-import grpc
 import orjson
 from aiohttp import web
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway import browse
+from gateway.cart_calls import as_json, call_cart
 from gateway.public import EVENT_PATH, event_view
 from gateway.replies import ApiError, bearer_token, json_errors, reply
 from gateway.state import GATEWAY, Gateway
 from waitroom.pb.cart.v1 import cart_pb2 as pb
-from waitroom.rpc import bearer_metadata, refusal_of
+from waitroom.rpc import bearer_metadata
 from waitroom.tickets import LeaveOutcome, leave
 from waitroom.tokens import Admission, InvalidAdmission
 
 log = logging.getLogger(__name__)
+PRIVATE = {"Cache-Control": "private, no-store"}
 CART_PATH = EVENT_PATH + "/cart"
 RECEIPT_LOOKUP_PATH = "/api/v1/receipts/lookup"
 M = TypeVar("M", bound=BaseModel)
-STATUS_OF_KIND = {
-    "invalid": 422,
-    "not_found": 404,
-    "conflict": 409,
-    "unauthenticated": 401,
-    "unavailable": 503,
-}
 
 
 class Body(BaseModel):
@@ -135,41 +128,18 @@ async def _admitted(request: web.Request) -> tuple[Gateway, Admission, tuple[tup
     return gw, admission, bearer_metadata(token)
 
 
-def as_json(message: Message) -> dict[str, Any]:
-    """A reply message as JSON, field names as in the .proto, defaults included."""
-    return MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-
-
-async def _call(gw: Gateway, method: str, request: Message, metadata: Any) -> Any:
-    """One call to the cart service; its refusals become JSON errors with their code."""
-    if gw.cart is None:
-        raise ApiError(503, "unavailable", reason="no_cart_service")
-    timeout = gw.settings.grpc_deadline_s
-    if method == "Checkout":  # the provider's time (and a wait for a slot) on top
-        timeout += gw.settings.provider_timeout_s * 2 + gw.settings.grpc_deadline_s
-    try:
-        return await getattr(gw.cart, method)(request, timeout=timeout, metadata=metadata)
-    except grpc.aio.AioRpcError as exc:
-        refusal = refusal_of(exc)
-        if refusal is None:
-            log.warning("cart service %s failed: %s", method, exc.code().name)
-            raise ApiError(503, "unavailable", reason="cart_service") from None
-        extra: dict[str, object] = dict(refusal.extra)
-        if refusal.field:
-            extra["field"] = refusal.field
-        raise ApiError(STATUS_OF_KIND.get(refusal.kind, 409), refusal.code, **extra) from None
-
-
 @json_errors
 async def catalogue(request: web.Request) -> web.Response:
+    """With an admission token: the catalogue with exact places (a parent's own answer,
+    never cached). Without one: the public catalogue (``gateway/browse.py``)."""
+    if "Authorization" not in request.headers:
+        return await browse.catalogue(request, request.app[GATEWAY])
     gw, admission, meta = await _admitted(request)
     query = request.query
     kind = query.get("kind", "")
     if kind not in ("", "day_camp", "course"):
         raise ApiError(422, "invalid", field="kind")
-    found = await _call(
+    found = await call_cart(
         gw,
         "SearchCatalogue",
         pb.SearchRequest(
@@ -181,7 +151,7 @@ async def catalogue(request: web.Request) -> web.Response:
         ),
         meta,
     )
-    return reply(as_json(found))
+    return reply(as_json(found), headers=PRIVATE)
 
 
 @json_errors
@@ -190,7 +160,7 @@ async def get_cart(request: web.Request) -> web.Response:
     answer came late, or the replica that took the checkout died) ends the session, as
     a paid checkout does: its slot goes to the next parent."""
     gw, admission, meta = await _admitted(request)
-    cart = await _call(gw, "GetCart", pb.GetCartRequest(), meta)
+    cart = await call_cart(gw, "GetCart", pb.GetCartRequest(), meta)
     if cart.status in ("paid", "confirmed"):
         await _end_session(gw, admission)
     return reply(as_json(cart))
@@ -201,7 +171,7 @@ async def identify(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
     body = await _body(request, IdentifyBody)
     message = pb.IdentifyFamilyRequest(client_number=body.client_number, phone=body.phone)
-    return reply(as_json(await _call(gw, "IdentifyFamily", message, meta)))
+    return reply(as_json(await call_cart(gw, "IdentifyFamily", message, meta)))
 
 
 @json_errors
@@ -215,7 +185,7 @@ async def add_member(request: web.Request) -> web.Response:
         relationship=body.relationship,
         class_level=-1 if body.class_level is None else body.class_level,
     )
-    return reply(as_json(await _call(gw, "AddFamilyMember", message, meta)), status=201)
+    return reply(as_json(await call_cart(gw, "AddFamilyMember", message, meta)), status=201)
 
 
 @json_errors
@@ -223,7 +193,7 @@ async def add_items(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
     body = await _body(request, ItemsBody)
     message = pb.AddItemsRequest(participant=body.participant, activity_ids=body.activity_ids)
-    return reply(as_json(await _call(gw, "AddItems", message, meta)))
+    return reply(as_json(await call_cart(gw, "AddItems", message, meta)))
 
 
 @json_errors
@@ -231,7 +201,7 @@ async def duplicate(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
     body = await _body(request, ParticipantBody)
     message = pb.DuplicateParticipantRequest(participant=body.participant)
-    return reply(as_json(await _call(gw, "DuplicateParticipant", message, meta)))
+    return reply(as_json(await call_cart(gw, "DuplicateParticipant", message, meta)))
 
 
 @json_errors
@@ -241,13 +211,13 @@ async def remove_item(request: web.Request) -> web.Response:
         activity_id=request.match_info["activity_id"],
         participant=request.match_info["participant"],
     )
-    return reply(as_json(await _call(gw, "RemoveItem", message, meta)))
+    return reply(as_json(await call_cart(gw, "RemoveItem", message, meta)))
 
 
 @json_errors
 async def extend(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
-    return reply(as_json(await _call(gw, "ExtendHold", pb.ExtendHoldRequest(), meta)))
+    return reply(as_json(await call_cart(gw, "ExtendHold", pb.ExtendHoldRequest(), meta)))
 
 
 @json_errors
@@ -255,7 +225,7 @@ async def waiting_list(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
     body = await _body(request, WaitingListBody)
     message = pb.JoinWaitingListRequest(activity_id=body.activity_id, participant=body.participant)
-    return reply(as_json(await _call(gw, "JoinWaitingList", message, meta)), status=201)
+    return reply(as_json(await call_cart(gw, "JoinWaitingList", message, meta)), status=201)
 
 
 @json_errors
@@ -265,7 +235,7 @@ async def set_payer(request: web.Request) -> web.Response:
     message = pb.SetPayerRequest(
         member=body.member, client_number=body.client_number, phone=body.phone, email=body.email
     )
-    return reply(as_json(await _call(gw, "SetPayer", message, meta)))
+    return reply(as_json(await call_cart(gw, "SetPayer", message, meta)))
 
 
 @json_errors
@@ -273,7 +243,7 @@ async def conditions(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
     body = await _body(request, ConditionsBody)
     message = pb.AcceptConditionsRequest(accepted=body.accepted)
-    return reply(as_json(await _call(gw, "AcceptConditions", message, meta)))
+    return reply(as_json(await call_cart(gw, "AcceptConditions", message, meta)))
 
 
 @json_errors
@@ -290,7 +260,7 @@ async def checkout(request: web.Request) -> web.Response:
     message = pb.CheckoutRequest(
         idempotency_key=key, card_number=card.number, card_expiry=card.expiry, card_cvv=card.cvv
     )
-    result = await _call(gw, "Checkout", message, meta)
+    result = await call_cart(gw, "Checkout", message, meta)
     if result.outcome in ("paid", "confirmed"):
         await _end_session(gw, admission)
     status = 202 if result.outcome == "pending" else 200
@@ -316,7 +286,7 @@ async def receipt_lookup(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     body = await _body(request, ReceiptLookupBody)
     message = pb.GetReceiptRequest(cart_number=body.cart_number, owner_number=body.owner_number)
-    return reply(as_json(await _call(gw, "GetReceipt", message, ())))
+    return reply(as_json(await call_cart(gw, "GetReceipt", message, ())))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

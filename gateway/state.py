@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ class Gateway:
     _event_keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
     # (event, arrival, admitted_at) -> token: a ticket's token is signed once.
     tokens: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    # The public catalogue's answers, by query: (fresh until, the answer); gateway/browse.py.
+    browse_copies: dict[Any, tuple[float, asyncio.Future[bytes]]] = field(default_factory=dict)
 
     def ticket_key(self, view: EventView) -> bytes:
         """The MAC key of the event's ticket ids (derived once per event and salt)."""

@@ -328,6 +328,34 @@ async def test_a_requeued_ticket_shows_its_notice_and_english_is_one_click_away(
         await context.close()
 
 
+async def test_a_parent_browses_the_catalogue_days_before_the_night(
+    settings: Settings,
+    redis: Redis,
+    sqlite_url: str,
+    aiohttp_client: ClientFactory,
+    browser: Browser,
+) -> None:
+    rules = {"opens_in": 3 * 86400, "closes_in": 4 * 86400}  # browsable from now on
+    async with registration_stack(
+        settings, redis, sqlite_url, aiohttp_client, event_rules=rules
+    ) as s:
+        base = str(s.client.make_url("/"))
+        context = await browser.new_context(viewport=PHONE, locale="en-CA")
+        page = await context.new_page()
+        await page.goto(base + f"events/{EVENT}/")
+        await page.click("a[href='/register/camp/']")
+        browse = await context.wait_for_event("page")
+        await expect(browse.locator("#browse-note")).to_contain_text("Browsing")
+        await expect(browse.locator("#family-form")).to_be_hidden()  # nothing to hold
+        await expect(browse.locator("nav[aria-label=steps]")).to_be_hidden()
+        await browse.check("#parks input[value='Parc B']")
+        await browse.click("#search-form button")
+        row = browse.locator("#results tr", has_text="7-8 ans")
+        await expect(row).to_contain_text("Few places left")  # one place of one
+        await expect(browse.locator("#results button")).to_have_count(0)
+        await context.close()
+
+
 async def _skipped(s: Stack) -> bool:
     resp = await operator(s.client).get(
         f"/admin/v1/events/{EVENT}/stats", headers={"Authorization": "Bearer test-admin-token"}

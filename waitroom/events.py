@@ -127,6 +127,8 @@ def public_event(view: EventView, now_ms: int) -> dict[str, object]:
         "opens_at": config.iso(config.opens_ms),
         "closes_at": config.iso(config.closes_ms),
         "timezone": config.timezone,
+        # Null: the catalogue is open to browse from the event's creation.
+        "browsing_opens_at": config.iso(config.browse_ms) if config.browse_ms else None,
         "waiting": view.waiting_count(),
         "active": view.active,
         "admit_per_minute": config.admit_per_minute,

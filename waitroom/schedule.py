@@ -44,6 +44,9 @@ class EventSpec(BaseModel):
     session_ttl_s: int = Field(2400, ge=10, le=86_400)
     heartbeat_timeout_s: int = Field(120, ge=5, le=86_400)
     prequeue_order: Literal["random", "fifo"] = "random"
+    # From here the catalogue answers without a token (Lévis: "quelques jours avant, le
+    # site est accessible pour consulter les activités"); None: as soon as the event exists.
+    browsing_opens_at: datetime | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -54,10 +57,12 @@ class EventSpec(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> Self:
         zone = _zone(self.timezone)
-        for name in ("waiting_room_opens_at", "opens_at", "closes_at"):
-            value: datetime = getattr(self, name)
-            if value.tzinfo is None:
+        for name in ("waiting_room_opens_at", "opens_at", "closes_at", "browsing_opens_at"):
+            value: datetime | None = getattr(self, name)
+            if value is not None and value.tzinfo is None:
                 object.__setattr__(self, name, value.replace(tzinfo=zone))
+        if self.browsing_opens_at is not None and self.browsing_opens_at > self.opens_at:
+            raise ValueError("browsing_opens_at is after opens_at")
         if self.opens_at < self.waiting_room_opens_at:
             raise ValueError("opens_at is before waiting_room_opens_at")
         if self.closes_at <= self.opens_at:
@@ -111,6 +116,7 @@ def spec_to_fields(spec: EventSpec) -> dict[str, str]:
         "ttl_ms": str(spec.session_ttl_s * 1000),
         "hb_ms": str(spec.heartbeat_timeout_s * 1000),
         "order": spec.prequeue_order,
+        "browse_ms": str(_ms(spec.browsing_opens_at) if spec.browsing_opens_at else 0),
     }
 
 
@@ -147,6 +153,8 @@ class EventConfig:
     prequeue_order: str
     paused: bool
     salt: str
+    # When the catalogue opens to anyone (Unix ms); 0: from the event's creation.
+    browse_ms: int = 0
 
     @classmethod
     def from_hash(cls, event_id: str, h: dict[str, str]) -> EventConfig:
@@ -163,6 +171,7 @@ class EventConfig:
             prequeue_order=h.get("order", "random"),
             paused=h.get("paused") == "1",
             salt=h.get("salt", ""),
+            browse_ms=int(h.get("browse_ms", 0)),
         )
 
     @property
@@ -201,4 +210,9 @@ class EventConfig:
             "heartbeat_timeout_s": self.heartbeat_timeout_ms // 1000,
             "prequeue_order": self.prequeue_order,
             "paused": self.paused,
+            "browsing_opens_at": self.iso(self.browse_ms) if self.browse_ms else None,
         }
+
+    def browsable(self, now_ms: int) -> bool:
+        """Whether the catalogue answers without an admission at ``now_ms``."""
+        return now_ms >= self.browse_ms

@@ -3,13 +3,14 @@
    reprint form. All state lives on the server: every step change (links, the browser's
    back and forward buttons) reads the cart again, so nothing is lost or duplicated; a
    payment attempt keeps one idempotency key until its outcome is known. */
-(() => {
+(async () => {
   const { t, api, event, money, at, duration, clearErrors, showError, errorText } = WR;
   const $ = (id) => document.getElementById(id);
   const base = "/api/v1/events/" + event;
   const receiptKey = "wr_receipt_" + event;
   const payKey = "wr_paykey_" + event;
   let token = "";
+  let browsing = false; // no admission: the catalogue only, places as levels
   let cart = null;
   let holdTimer = 0;
   let pendingTimer = 0;
@@ -74,6 +75,7 @@
 
   /* -- the steps ------------------------------------------------------------------ */
   function step() {
+    if (browsing) return "search";
     if (sessionStorage.getItem(receiptKey)) return "receipt";
     const wanted = location.hash.slice(1);
     return ["search", "cart", "payer", "pay"].includes(wanted) ? wanted : "search";
@@ -90,7 +92,7 @@
       $("hold").textContent = "";
       return;
     }
-    await refresh();
+    if (!browsing) await refresh();
     if (current === "search" && !$("parks").children.length) await facets();
   }
 
@@ -207,6 +209,7 @@
   function renderResults(activities) {
     const results = $("results");
     if (!activities.length) { results.replaceChildren(el("p", { text: t("search.none") })); return; }
+    if (browsing) { renderBrowsed(activities); return; }
     const who = el("select", { id: "participant", class: "members" });
     fill(who, (cart && cart.members) || []);
     const rows = activities.map((a) => {
@@ -228,6 +231,16 @@
       el("label", {}, t("search.participant"), who),
       el("table", {}, el("thead", {}, el("tr", {}, ...["col.activity", "col.dates", "col.price", "col.places", "col.ages", "col.add"]
         .map((k) => el("th", { text: t(k) })))), el("tbody", {}, ...rows)));
+  }
+
+  function renderBrowsed(activities) {
+    const rows = activities.map((a) => el("tr", {},
+      el("td", { text: a.title }), el("td", { text: a.starts_on + " – " + a.ends_on }),
+      el("td", { text: money(a.price_cents) }), el("td", { text: t("avail." + a.availability) }),
+      el("td", { text: ages(a) })));
+    $("results").replaceChildren(el("table", {}, el("thead", {}, el("tr", {},
+      ...["col.activity", "col.dates", "col.price", "col.places", "col.ages"].map((k) => el("th", { text: t(k) })))),
+      el("tbody", {}, ...rows)));
   }
 
   async function add(activity, participant, note, button) {
@@ -319,7 +332,14 @@
   /* -- start ------------------------------------------------------------------------ */
   const stored = sessionStorage.getItem(WR.tokenKey);
   token = stored ? JSON.parse(stored).token : "";
-  if (!token && !sessionStorage.getItem(receiptKey)) { lockedOut(); return; }
+  if (!token && !sessionStorage.getItem(receiptKey)) {
+    // Not admitted: the catalogue may be open to browse (days before the night).
+    const open = await api("GET", base + "/catalogue?facets=only");
+    if (open.status !== 200) { lockedOut(); return; }
+    browsing = true;
+    document.querySelectorAll("[data-admitted-only]").forEach((node) => { node.hidden = true; });
+    $("browse-note").hidden = false;
+  }
   $("app").hidden = false;
   window.addEventListener("hashchange", show);
   show();

@@ -4,7 +4,7 @@ isort:skip_file
 The cart service: catalogue, family records, carts with 20-minute holds, seat
 inventory, waiting lists, orders and receipts.
 
-Every call but GetReceipt carries the parent's admission token in the
+Every call but GetReceipt and BrowseCatalogue carries the parent's admission token in the
 "authorization: Bearer <token>" metadata; the cart is the admitted session's own
 (its event and ticket come from the token). Refusals are gRPC errors carrying
 google.rpc.ErrorInfo: reason = the API's error code, metadata["field"] = the field.
@@ -84,6 +84,7 @@ class Activity(_message.Message):
     CLASS_LEVELS_FIELD_NUMBER: _builtins.int
     CHILDCARE_FIELD_NUMBER: _builtins.int
     WAITING_LIST_FIELD_NUMBER: _builtins.int
+    AVAILABILITY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     kind: _builtins.str
     """"day_camp" (childcare, gives a Relevé 24) | "course" """
@@ -105,6 +106,11 @@ class Activity(_message.Message):
     childcare: _builtins.bool
     waiting_list: _builtins.int
     """people on its waiting list"""
+    availability: _builtins.str
+    """Places as a level: "available", "few" (a tenth of the places or 3 or fewer left)
+    or "full". BrowseCatalogue gives only this (capacity, places_left and waiting_list
+    are then 0).
+    """
     @_builtins.property
     def class_levels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """empty when not limited by class level"""
@@ -128,10 +134,11 @@ class Activity(_message.Message):
         class_levels: _abc.Iterable[_builtins.int] | None = ...,
         childcare: _builtins.bool = ...,
         waiting_list: _builtins.int = ...,
+        availability: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_group", b"age_group", "capacity", b"capacity", "childcare", b"childcare", "class_levels", b"class_levels", "currency", b"currency", "ends_on", b"ends_on", "id", b"id", "kind", b"kind", "max_age", b"max_age", "min_age", b"min_age", "park", b"park", "places_left", b"places_left", "price_cents", b"price_cents", "starts_on", b"starts_on", "title", b"title", "waiting_list", b"waiting_list"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_group", b"age_group", "availability", b"availability", "capacity", b"capacity", "childcare", b"childcare", "class_levels", b"class_levels", "currency", b"currency", "ends_on", b"ends_on", "id", b"id", "kind", b"kind", "max_age", b"max_age", "min_age", b"min_age", "park", b"park", "places_left", b"places_left", "price_cents", b"price_cents", "starts_on", b"starts_on", "title", b"title", "waiting_list", b"waiting_list"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

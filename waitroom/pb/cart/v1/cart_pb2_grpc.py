@@ -99,6 +99,11 @@ class CartServiceStub:
                 request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.GetReceiptRequest.SerializeToString,
                 response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.Receipt.FromString,
                 _registered_method=True)
+        self.BrowseCatalogue = channel.unary_unary(
+                '/waitroom.cart.v1.CartService/BrowseCatalogue',
+                request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.SearchRequest.SerializeToString,
+                response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.SearchReply.FromString,
+                _registered_method=True)
 
 
 class CartServiceServicer:
@@ -187,6 +192,16 @@ class CartServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BrowseCatalogue(self, request, context):
+        """The catalogue for anyone, before and during the night (Lévis: "quelques jours
+        avant, le site est accessible pour consulter les activités"): no admission token;
+        places only as a coarse level (Activity.availability), no counts. The gateway
+        decides from when an event may be browsed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CartServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +269,11 @@ def add_CartServiceServicer_to_server(servicer, server):
                     servicer.GetReceipt,
                     request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.GetReceiptRequest.FromString,
                     response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.Receipt.SerializeToString,
+            ),
+            'BrowseCatalogue': grpc.unary_unary_rpc_method_handler(
+                    servicer.BrowseCatalogue,
+                    request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.SearchRequest.FromString,
+                    response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.SearchReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -607,6 +627,33 @@ class CartService:
             '/waitroom.cart.v1.CartService/GetReceipt',
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.GetReceiptRequest.SerializeToString,
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.Receipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BrowseCatalogue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waitroom.cart.v1.CartService/BrowseCatalogue',
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.SearchRequest.SerializeToString,
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.SearchReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,7 +4,7 @@ isort:skip_file
 The cart service: catalogue, family records, carts with 20-minute holds, seat
 inventory, waiting lists, orders and receipts.
 
-Every call but GetReceipt carries the parent's admission token in the
+Every call but GetReceipt and BrowseCatalogue carries the parent's admission token in the
 "authorization: Bearer <token>" metadata; the cart is the admitted session's own
 (its event and ticket come from the token). Refusals are gRPC errors carrying
 google.rpc.ErrorInfo: reason = the API's error code, metadata["field"] = the field.
@@ -56,6 +56,12 @@ class CartServiceStub:
     Checkout: _grpc.UnaryUnaryMultiCallable[_cart_pb2.CheckoutRequest, _cart_pb2.CheckoutReply]
     GetReceipt: _grpc.UnaryUnaryMultiCallable[_cart_pb2.GetReceiptRequest, _cart_pb2.Receipt]
     """Reprint (FAQ 14): no admission token needed, the two numbers are the proof."""
+    BrowseCatalogue: _grpc.UnaryUnaryMultiCallable[_cart_pb2.SearchRequest, _cart_pb2.SearchReply]
+    """The catalogue for anyone, before and during the night (Lévis: "quelques jours
+    avant, le site est accessible pour consulter les activités"): no admission token;
+    places only as a coarse level (Activity.availability), no counts. The gateway
+    decides from when an event may be browsed.
+    """
 
 @_typing.type_check_only
 class CartServiceAsyncStub(CartServiceStub):
@@ -78,6 +84,12 @@ class CartServiceAsyncStub(CartServiceStub):
     Checkout: _aio.UnaryUnaryMultiCallable[_cart_pb2.CheckoutRequest, _cart_pb2.CheckoutReply]  # type: ignore[assignment]
     GetReceipt: _aio.UnaryUnaryMultiCallable[_cart_pb2.GetReceiptRequest, _cart_pb2.Receipt]  # type: ignore[assignment]
     """Reprint (FAQ 14): no admission token needed, the two numbers are the proof."""
+    BrowseCatalogue: _aio.UnaryUnaryMultiCallable[_cart_pb2.SearchRequest, _cart_pb2.SearchReply]  # type: ignore[assignment]
+    """The catalogue for anyone, before and during the night (Lévis: "quelques jours
+    avant, le site est accessible pour consulter les activités"): no admission token;
+    places only as a coarse level (Activity.availability), no counts. The gateway
+    decides from when an event may be browsed.
+    """
 
 class CartServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -175,5 +187,17 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_cart_pb2.Receipt, _abc.Awaitable[_cart_pb2.Receipt]]:
         """Reprint (FAQ 14): no admission token needed, the two numbers are the proof."""
+
+    @_abc_1.abstractmethod
+    def BrowseCatalogue(
+        self,
+        request: _cart_pb2.SearchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cart_pb2.SearchReply, _abc.Awaitable[_cart_pb2.SearchReply]]:
+        """The catalogue for anyone, before and during the night (Lévis: "quelques jours
+        avant, le site est accessible pour consulter les activités"): no admission token;
+        places only as a coarse level (Activity.availability), no counts. The gateway
+        decides from when an event may be browsed.
+        """
 
 def add_CartServiceServicer_to_server(servicer: CartServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
