@@ -9,7 +9,7 @@ import signal
 import uvloop
 from aiohttp import web
 
-from gateway import fastpath
+from gateway import fastpath, malformed
 from gateway.app import create_app, create_operator_app
 from waitroom.settings import Settings, load_settings
 
@@ -28,6 +28,8 @@ async def serve(settings: Settings) -> None:
     operator = web.AppRunner(create_operator_app(public_app), shutdown_timeout=1.0)
     await operator.setup()
     fastpath.install(runner)
+    malformed.install(runner)
+    malformed.install(operator)
     try:
         site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=True)
         await site.start()

@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway import admin, observe, pages, public, registration
 from gateway.heartbeats import HeartbeatBuffer
 from gateway.joiner import JoinCoalescer
-from gateway.replies import FALLBACK_PATH, error, reply, unmatched
+from gateway.replies import FALLBACK_PATH, error, harden, reply, unmatched
 from gateway.state import GATEWAY, PUBLIC_APP, Gateway, gateway_of
 from waitroom.channels import service_channel
 from waitroom.metrics import exposition
@@ -145,6 +145,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_gateway_ctx)
+    app.on_response_prepare.append(harden)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/readyz/serving", serving)
@@ -163,6 +164,7 @@ def create_operator_app(public_app: web.Application) -> web.Application:
     it after ``public_app``: its handlers use what that application's context built."""
     app = web.Application(client_max_size=64 * 1024)
     app[PUBLIC_APP] = public_app
+    app.on_response_prepare.append(harden)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     _add_operator_routes(app)

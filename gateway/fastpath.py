@@ -56,7 +56,10 @@ def install(runner: web.AppRunner) -> None:
             elif len(parts) == 2 and parts[1] == "tickets" and request.method == "POST":
                 event_id = parts[0]
                 return await answering_errors(
-                    request, lambda: join_ticket(gw, event_id, request), JOIN_ROUTE
+                    request,
+                    lambda: join_ticket(gw, event_id, request),
+                    JOIN_ROUTE,
+                    gw.settings.allowed_origins,
                 )
         return await full(request)
 

@@ -61,6 +61,8 @@ FR: dict[str, str] = {
     "browse.note": "Consultation : voici les activités offertes et leurs places (approximatives)."
     " Pour inscrire, entrez dans la salle d'attente le soir des inscriptions.",
     "browse.queue": "Salle d'attente",
+    "noscript": "Cette page a besoin de JavaScript pour vous garder votre place dans la file"
+    " et vous inscrire. Activez-le dans votre navigateur, puis rechargez la page.",
     "wr.browse": "Consulter les activités (nouvel onglet)",
     "avail.available": "Places disponibles",
     "avail.few": "Peu de places",
@@ -246,6 +248,8 @@ EN: dict[str, str] = {
     "browse.note": "Browsing: here are the activities offered and their places (approximate)."
     " To register, enter the waiting room on registration night.",
     "browse.queue": "Waiting room",
+    "noscript": "This page needs JavaScript to keep your place in line and to register."
+    " Turn it on in your browser, then reload the page.",
     "wr.browse": "Browse the activities (new tab)",
     "avail.available": "Places available",
     "avail.few": "Few places left",

@@ -14,7 +14,8 @@ from aiohttp import web
 from markupsafe import Markup
 
 from gateway.i18n import LANGUAGES, MESSAGES, choose
-from gateway.replies import json_errors
+from gateway.replies import BASE_HEADERS, json_errors
+from gateway.state import gateway_of
 from waitroom.keys import EVENT_ID_RE
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -32,6 +33,23 @@ _MESSAGES_JSON = {
 }
 
 
+# A page runs only its own scripts and styles, is never framed, and tells no other site
+# where the parent came from; the admission token lives in sessionStorage, so a script
+# injected from elsewhere is what these keep out.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Cache-Control": "no-store",
+    "Vary": "Accept-Language, Cookie",
+    **BASE_HEADERS,
+}
+
+
 def _render(request: web.Request, template: str, event_id: str = "") -> web.Response:
     lang = choose(
         request.query.get("lang"),
@@ -46,12 +64,17 @@ def _render(request: web.Request, template: str, event_id: str = "") -> web.Resp
         event_id=event_id,
         messages_json=Markup(_MESSAGES_JSON[lang]),
     )
-    response = web.Response(text=html, content_type="text/html", charset="utf-8")
-    response.headers["Content-Language"] = lang
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Vary"] = "Accept-Language, Cookie"
+    response = web.Response(
+        text=html,
+        content_type="text/html",
+        charset="utf-8",
+        headers={**PAGE_HEADERS, "Content-Language": lang},
+    )
     if request.query.get("lang") in LANGUAGES:
-        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, path="/", samesite="Lax")
+        secure = gateway_of(request).settings.secure_cookies
+        response.set_cookie(
+            LANG_COOKIE, lang, max_age=365 * 86400, path="/", samesite="Lax", secure=secure
+        )
     return response
 
 

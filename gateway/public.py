@@ -34,15 +34,17 @@ def cookie_name(event_id: str) -> str:
     return COOKIE_PREFIX + event_id
 
 
-def ticket_cookie(event_id: str, ticket_id: str, max_age_s: int) -> str:
+def ticket_cookie(event_id: str, ticket_id: str, max_age_s: int, secure: bool = False) -> str:
     """The ``Set-Cookie`` value that ties a browser to its ticket.
 
     Written out rather than through ``http.cookies``, which costs several microseconds a
     join: both name (an event id) and value (a base64url ticket id) are cookie-safe by
     construction, so nothing needs quoting.
     """
+    flags = "; Secure" if secure else ""
     return (
-        f"{cookie_name(event_id)}={ticket_id}; HttpOnly; Max-Age={max_age_s}; Path=/; SameSite=Lax"
+        f"{cookie_name(event_id)}={ticket_id}; HttpOnly; Max-Age={max_age_s}; Path=/;"
+        f" SameSite=Lax{flags}"
     )
 
 
@@ -206,7 +208,11 @@ async def join_ticket(gw: Gateway, event_id: str, request: web.BaseRequest) -> w
     return reply(
         ticket_body(gw, view, ticket_id, result.arrival, res, result.now_ms),
         status=201,
-        headers={"Set-Cookie": ticket_cookie(view.event_id, ticket_id, max_age)},
+        headers={
+            "Set-Cookie": ticket_cookie(
+                view.event_id, ticket_id, max_age, gw.settings.secure_cookies
+            )
+        },
     )
 
 

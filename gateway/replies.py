@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from gateway import observe
+from gateway.state import gateway_of
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,10 @@ _CODES = {
 }
 
 
-_JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+# On every answer: no software version in Server, and no content sniffing.
+BASE_HEADERS = {"Server": "waitroom", "X-Content-Type-Options": "nosniff"}
+_JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", **BASE_HEADERS}
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def reply(
@@ -83,11 +87,14 @@ async def answering_errors(
     request: web.BaseRequest,
     call: Callable[[], Awaitable[web.StreamResponse]],
     route: str | None = None,
+    origins: Collection[str] = (),
 ) -> web.StreamResponse:
     """Run ``call()``; turn ApiError, aiohttp's errors, Redis outages and bugs into JSON.
-    Every answer is counted and timed under ``route`` (by default the matched route)."""
+    A state-changing call from another site's page is refused first (``origins``: the
+    other sites allowed). Every answer is counted and timed under ``route`` (by default
+    the matched route)."""
     started = time.perf_counter()
-    response = await _answering_errors(request, call)
+    response = await _answering_errors(request, call, origins)
     if route is None:
         info = getattr(request, "match_info", None)
         resource = info.route.resource if info is not None else None
@@ -97,9 +104,13 @@ async def answering_errors(
 
 
 async def _answering_errors(
-    request: web.BaseRequest, call: Callable[[], Awaitable[web.StreamResponse]]
+    request: web.BaseRequest,
+    call: Callable[[], Awaitable[web.StreamResponse]],
+    origins: Collection[str],
 ) -> web.StreamResponse:
     try:
+        if request.method not in SAFE_METHODS and "Origin" in request.headers:
+            refuse_cross_origin(request, origins)
         return await call()
     except ApiError as exc:
         return reply({"error": exc.code, **exc.extra}, status=exc.status)
@@ -115,12 +126,37 @@ async def _answering_errors(
         return error(500, "internal")
 
 
+def refuse_cross_origin(request: web.BaseRequest, allowed: Collection[str]) -> None:
+    """A state-changing call from another site's page (its ``Origin`` is neither this
+    host nor an allowed origin): 403 ``cross_origin``. Cookies are SameSite=Lax and the
+    API reads tokens from a header, so this is defence in depth, and it keeps other
+    sites from making tickets in a visitor's name."""
+    origin = request.headers["Origin"].rstrip("/")
+    scheme, sep, host = origin.partition("://")
+    if sep and scheme in ("http", "https") and host == request.host:
+        return
+    if origin in allowed:
+        return
+    raise ApiError(403, "cross_origin")
+
+
+async def harden(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the base headers on answers that are not ours to build
+    (static files, aiohttp's own). Polls on the fast path never come here (their JSON
+    headers carry them), so the signal costs the load nothing."""
+    headers = response.headers
+    for name, value in BASE_HEADERS.items():
+        if name == "Server" or name not in headers:
+            headers[name] = value
+
+
 def json_errors(handler: Handler) -> Handler:
     """A handler whose errors are answered in JSON (see ``answering_errors``)."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        return await answering_errors(request, lambda: handler(request))
+        origins = gateway_of(request).settings.allowed_origins
+        return await answering_errors(request, lambda: handler(request), origins=origins)
 
     return wrapped
 

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cart_service.ledger import create_schema
-from gateway import fastpath
+from gateway import fastpath, malformed
 from gateway.app import create_app, create_operator_app
 from queue_service.service import QueueService
 from tests.support.postgres import drop, fresh_database
@@ -100,6 +100,7 @@ async def gateway_client(
     runner = client.server.runner
     assert isinstance(runner, web.AppRunner)
     fastpath.install(runner)
+    malformed.install(runner)
     _OPERATORS[client] = await aiohttp_client(create_operator_app(public_app))
     return client
 

@@ -70,3 +70,15 @@ def test_verifier_from_settings_with_public_keys_only() -> None:
     verifier = AdmissionVerifier.from_settings(Settings(token_public_keys=f"k7:{public}"))
     now = int(time.time())
     assert verifier.verify(signer.sign("camp", "A", 1, now, now + 60), "camp").arrival == 1
+
+
+@pytest.mark.parametrize("arr", ["12", 1.5, True, -1, None, [1]])
+def test_a_signed_token_with_malformed_claims_is_refused(arr: object) -> None:
+    """A validly signed token whose ``arr`` is not a whole number (a leaked key, a bug in
+    a signer) is refused, not a 500."""
+    signer, _ = _signer()
+    verifier = AdmissionVerifier({"k1": signer.public_key()})
+    now = int(time.time())
+    token = signer.sign("camp", "T", arr, now, now + 600)  # type: ignore[arg-type]
+    with pytest.raises(InvalidAdmission):
+        verifier.verify(token, "camp")

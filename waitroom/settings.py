@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     join_limit: int = Field(20, ge=1)
     join_window_s: int = Field(10, ge=1)
     trust_forwarded_for: bool = False
+    # Served over HTTPS (by the gateway's load balancer): cookies get the Secure flag.
+    secure_cookies: bool = False
+    # Origins, besides the gateway's own, whose pages may POST/PUT/PATCH/DELETE to it
+    # ("https://inscriptions.example.ca,..."); a state-changing call from any other
+    # Origin is refused (403 cross_origin). Calls without an Origin (curl, tools) pass.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     poll_after_ms: int = Field(5000, ge=500)
     # Queue service: leader lease and tick.
     lease_ttl_ms: int = Field(3000, ge=500)
@@ -112,6 +118,13 @@ class Settings(BaseSettings):
     payment_lock_s: int = Field(120, ge=1, le=3600)
     # How often the cart service settles locked carts and sends queued emails.
     settle_interval_s: float = Field(5.0, gt=0, le=300)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip().rstrip("/") for item in value.split(",") if item.strip()]
+        return value
 
     @field_validator("token_public_keys", mode="before")
     @classmethod

@@ -142,13 +142,16 @@ class AdmissionVerifier:
                     "verify_aud": event_id is not None,
                 },
             )
-            audience = claims["aud"]
+            audience, subject, arrival = claims["aud"], claims["sub"], claims.get("arr", 0)
             if not isinstance(audience, str) or not audience:
                 raise InvalidAdmission("no event in the token")
+            # Signed by us, so well formed, unless a signing key leaked: check all the same.
+            if not isinstance(subject, str) or type(arrival) is not int or arrival < 0:
+                raise InvalidAdmission("malformed claims")
             return Admission(
                 event_id=audience,
-                ticket_id=str(claims["sub"]),
-                arrival=int(claims.get("arr", 0)),
+                ticket_id=subject,
+                arrival=arrival,
                 issued_at=int(claims["iat"]),
                 expires_at=int(claims["exp"]),
                 kid=kid,
