@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from aiohttp import web
 
@@ -15,6 +16,7 @@ from waitroom import ticket_ids
 from waitroom.events import public_event
 from waitroom.keys import EVENT_ID_RE, EventKeys
 from waitroom.schedule import EventState
+from waitroom.settings import Settings
 from waitroom.tickets import JoinCode, LeaveOutcome, leave, requeue
 from waitroom.tokens import InvalidAdmission
 from waitroom.view import EventView, Resolution, TicketStatus
@@ -62,13 +64,42 @@ async def event_view(gw: Gateway, event_id: str) -> EventView:
     return view
 
 
-def _client_key(request: web.BaseRequest, gw: Gateway) -> str:
-    if gw.settings.trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        first = forwarded.split(",")[0].strip()
-        if first:
-            return first
-    return request.remote or "unknown"
+def client_address(request: web.BaseRequest, settings: Settings) -> str:
+    """The client's address, for the join limit.
+
+    Behind a load balancer (``trust_forwarded_for``) it is in X-Forwarded-For, which each
+    proxy extends on the right with the address it saw: walk it from the right, past the
+    trusted proxies (``trusted_proxies``; none listed: the direct peer is the only one),
+    and take the first address that is not one. Whatever lies further left was written by
+    the client and is never believed. A peer that is not a trusted proxy is the client.
+    (aiohttp-remotes does this as a middleware, which would run on every poll, and its
+    filtered mode does not check the direct peer; ``ipaddress`` parses, this walks.)
+    """
+    peer = request.remote or "unknown"
+    if not settings.trust_forwarded_for:
+        return peer
+    proxies = settings.trusted_proxies
+    client = peer
+    trusted = not proxies or _within(peer, proxies)
+    hops = reversed(request.headers.get("X-Forwarded-For", "").split(","))
+    for hop in hops:
+        if not trusted:
+            break
+        try:
+            address = ip_address(hop.strip())
+        except ValueError:  # not written by a proxy: stop at the last address we trust
+            break
+        client = str(address)
+        trusted = bool(proxies) and _within(client, proxies)
+    return client
+
+
+def _within(address: str, networks: list[IPv4Network | IPv6Network]) -> bool:
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in networks)
 
 
 def _poll_after_ms(gw: Gateway, view: EventView, arrival: int, res: Resolution, now_ms: int) -> int:
@@ -186,7 +217,7 @@ async def join_ticket(gw: Gateway, event_id: str, request: web.BaseRequest) -> w
         return error(409, "closed")
     if gw.store.age_s() > gw.settings.stale_after_s:
         return unavailable()
-    result = await gw.joiner.join(view.event_id, _client_key(request, gw))
+    result = await gw.joiner.join(view.event_id, client_address(request, gw.settings))
     if result.code is JoinCode.NOT_OPEN:
         return error(409, "not_open", waiting_room_opens_at=view.config.iso(view.config.wro_ms))
     if result.code is JoinCode.CLOSED:

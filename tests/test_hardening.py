@@ -116,3 +116,37 @@ async def test_malformed_http_is_a_json_error_and_one_log_line(
     assert data[:20] not in body  # nothing of the request is echoed
     lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(lines) == 1 and lines[0].exc_info is None, [r.getMessage() for r in lines]
+
+
+def _address(settings: Settings, peer: str, forwarded: str | None, **update: object) -> str:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from aiohttp import web
+
+    from gateway.public import client_address
+
+    headers = {} if forwarded is None else {"X-Forwarded-For": forwarded}
+    request = cast(web.BaseRequest, SimpleNamespace(remote=peer, headers=headers))
+    return client_address(request, Settings(**{**settings.model_dump(), **update}))
+
+
+def test_the_client_address_is_read_from_the_right_through_trusted_proxies(
+    settings: Settings,
+) -> None:
+    spoof = "6.6.6.6, 203.0.113.7"  # the client wrote 6.6.6.6; the proxy added .7
+    assert _address(settings, "10.0.0.2", spoof) == "10.0.0.2"  # off: the peer
+    on = {"trust_forwarded_for": True}
+    assert _address(settings, "10.0.0.2", spoof, **on) == "203.0.113.7"
+    assert _address(settings, "10.0.0.2", None, **on) == "10.0.0.2"
+    assert _address(settings, "10.0.0.2", "garbage", **on) == "10.0.0.2"
+    chain = {**on, "trusted_proxies": "10.0.0.0/8, 192.0.2.1"}
+    # client -> CDN edge (192.0.2.1) -> load balancer (10.0.0.2) -> gateway
+    two_hops = "6.6.6.6, 203.0.113.7, 192.0.2.1"
+    assert _address(settings, "10.0.0.2", two_hops, **chain) == "203.0.113.7"
+    assert _address(settings, "10.0.0.2", "junk, 203.0.113.7", **chain) == "203.0.113.7"
+    # A client reaching the gateway directly (not a trusted proxy) is who it is.
+    assert _address(settings, "198.51.100.9", two_hops, **chain) == "198.51.100.9"
+    # Two hundred spoofed joins from one address all count against that address.
+    spoofed = {_address(settings, "10.0.0.2", f"1.2.3.{i}, 203.0.113.7", **on) for i in range(200)}
+    assert spoofed == {"203.0.113.7"}

@@ -6,7 +6,7 @@ import base64
 import binascii
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -60,7 +60,11 @@ class Settings(BaseSettings):
     # New tickets one client (IP address) may create per window.
     join_limit: int = Field(20, ge=1)
     join_window_s: int = Field(10, ge=1)
+    # Behind a load balancer: read the client's address from X-Forwarded-For, from the
+    # right, skipping the proxies of trusted_proxies (addresses or networks; empty: the
+    # direct peer is the one proxy). The leftmost entries are the client's to write.
     trust_forwarded_for: bool = False
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
     # Served over HTTPS (by the gateway's load balancer): cookies get the Secure flag.
     secure_cookies: bool = False
     # Origins, besides the gateway's own, whose pages may POST/PUT/PATCH/DELETE to it
@@ -118,6 +122,13 @@ class Settings(BaseSettings):
     payment_lock_s: int = Field(120, ge=1, le=3600)
     # How often the cart service settles locked carts and sends queued emails.
     settle_interval_s: float = Field(5.0, gt=0, le=300)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
