@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import logging
 from collections.abc import AsyncIterator
 
@@ -59,6 +60,7 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         signer=AdmissionSigner.from_settings(settings),
         verifier=AdmissionVerifier.from_settings(settings),
         ticket_secret=settings.ticket_secret_bytes(),
+        proof_key=hmac.digest(settings.ticket_secret_bytes(), b"waitroom join proof", "sha256"),
     )
     channel = service_channel(settings.cart_target, CART_SERVICE, CART_REPEATABLE)
     gw.cart = cart_pb2_grpc.CartServiceStub(channel)

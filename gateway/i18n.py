@@ -61,6 +61,8 @@ FR: dict[str, str] = {
     "browse.note": "Consultation : voici les activités offertes et leurs places (approximatives)."
     " Pour inscrire, entrez dans la salle d'attente le soir des inscriptions.",
     "browse.queue": "Salle d'attente",
+    "wr.proving": "Beaucoup de demandes viennent de votre réseau : votre navigateur fait une"
+    " courte vérification, un instant…",
     "noscript": "Cette page a besoin de JavaScript pour vous garder votre place dans la file"
     " et vous inscrire. Activez-le dans votre navigateur, puis rechargez la page.",
     "wr.browse": "Consulter les activités (nouvel onglet)",
@@ -248,6 +250,8 @@ EN: dict[str, str] = {
     "browse.note": "Browsing: here are the activities offered and their places (approximate)."
     " To register, enter the waiting room on registration night.",
     "browse.queue": "Waiting room",
+    "wr.proving": "Many requests come from your network: your browser is making a short"
+    " check, one moment…",
     "noscript": "This page needs JavaScript to keep your place in line and to register."
     " Turn it on in your browser, then reload the page.",
     "wr.browse": "Browse the activities (new tab)",

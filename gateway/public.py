@@ -9,7 +9,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from aiohttp import web
 
-from gateway import observe
+from gateway import observe, proof
 from gateway.replies import ApiError, bearer_token, error, json_errors, reply, unavailable
 from gateway.state import GATEWAY, Gateway
 from waitroom import ticket_ids
@@ -217,7 +217,14 @@ async def join_ticket(gw: Gateway, event_id: str, request: web.BaseRequest) -> w
         return error(409, "closed")
     if gw.store.age_s() > gw.settings.stale_after_s:
         return unavailable()
-    result = await gw.joiner.join(view.event_id, client_address(request, gw.settings))
+    bits = gw.settings.join_proof_bits
+    key = gw.proof_key
+    shown = request.headers.get(proof.HEADER)
+    if shown is not None and bits:
+        client = "pow:" + proof.verify(key, view.event_id, shown)
+    else:
+        client = client_address(request, gw.settings)
+    result = await gw.joiner.join(view.event_id, client)
     if result.code is JoinCode.NOT_OPEN:
         return error(409, "not_open", waiting_room_opens_at=view.config.iso(view.config.wro_ms))
     if result.code is JoinCode.CLOSED:
@@ -226,7 +233,11 @@ async def join_ticket(gw: Gateway, event_id: str, request: web.BaseRequest) -> w
         raise ApiError(404, "unknown_event")
     if result.code is JoinCode.RATE_LIMITED:
         retry_s = max(1, math.ceil(result.retry_after_ms / 1000))
-        return error(429, "rate_limited", headers={"Retry-After": str(retry_s)})
+        headers = {"Retry-After": str(retry_s)}
+        if bits:  # the way past the limit at once: a proof of work (gateway/proof.py)
+            headers[proof.CHALLENGE_HEADER] = proof.challenge(key, view.event_id, bits)
+            headers[proof.BITS_HEADER] = str(bits)
+        return error(429, "rate_limited", headers=headers)
     ticket_id = ticket_ids.encode(gw.ticket_key(view), result.arrival)
     view.seq = max(view.seq, result.arrival)
     gw.remember(view, ticket_id, result.arrival)

@@ -35,6 +35,8 @@ class Gateway:
     _event_keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
     # (event, arrival, admitted_at) -> token: a ticket's token is signed once.
     tokens: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    # The key of join proofs' challenges (gateway/proof.py), derived from the ticket secret.
+    proof_key: bytes = b""
     # The public catalogue's answers, by query: (fresh until, the answer); gateway/browse.py.
     browse_copies: dict[Any, tuple[float, asyncio.Future[bytes]]] = field(default_factory=dict)
 

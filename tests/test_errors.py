@@ -117,6 +117,7 @@ async def test_join_flood_from_one_client_is_rate_limited(
         if resp.status == 429:
             assert (await resp.json()) == {"error": "rate_limited"}
             assert 1 <= int(resp.headers["Retry-After"]) <= 30
+            assert resp.headers["X-Waitroom-Challenge"]  # the way past it (test_join_proof)
     assert codes == [201] * 5 + [429] * 3
 
 

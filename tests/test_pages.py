@@ -33,7 +33,7 @@ from cart_service.ledger import registrations
 from gateway.i18n import EN, FR
 from payment_adapter.store import payments
 from queue_service.service import QueueService
-from tests.conftest import join, operator, poll, wait_for
+from tests.conftest import create_event, gateway_client, join, operator, poll, wait_for
 from tests.registration import (
     ANNE,
     EVENT,
@@ -354,6 +354,26 @@ async def test_a_parent_browses_the_catalogue_days_before_the_night(
         await expect(row).to_contain_text("Few places left")  # one place of one
         await expect(browse.locator("#results button")).to_have_count(0)
         await context.close()
+
+
+async def test_a_parent_behind_a_busy_shared_address_proves_work_and_gets_in_line(
+    settings: Settings,
+    redis: Redis,
+    aiohttp_client: ClientFactory,
+    browser: Browser,
+) -> None:
+    limited = {"join_limit": 1, "join_window_s": 60, "join_proof_bits": 12}
+    client = await gateway_client(aiohttp_client, settings.model_copy(update=limited))
+    await create_event(client, redis, opens_in=600)
+    await join(client)  # someone else on the same address used its one free join
+    context = await browser.new_context(viewport=PHONE, locale="fr-CA")
+    page = await context.new_page()
+    joins: list[int] = []
+    page.on("response", lambda r: joins.append(r.status) if r.request.method == "POST" else None)
+    await page.goto(str(client.make_url("/events/camp/")))
+    await expect(page.locator("#wr-message")).to_contain_text("tirées au sort", timeout=20_000)
+    assert joins == [429, 201]  # refused once, then in line with its proof
+    await context.close()
 
 
 async def _skipped(s: Stack) -> bool:

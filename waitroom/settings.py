@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # New tickets one client (IP address) may create per window.
     join_limit: int = Field(20, ge=1)
     join_window_s: int = Field(10, ge=1)
+    # Past join_limit, a join needs a proof of work of this many bits (about 2**bits
+    # SHA-256 hashes: 16 is a second or two in a phone's browser); 0: plain 429 instead.
+    join_proof_bits: int = Field(16, ge=0, le=26)
     # Behind a load balancer: read the client's address from X-Forwarded-For, from the
     # right, skipping the proxies of trusted_proxies (addresses or networks; empty: the
     # direct peer is the one proxy). The leftmost entries are the client's to write.

@@ -43,13 +43,16 @@ async def join_batch(
     clients: Sequence[str],
     limit: int,
     window_ms: int,
+    proof_ttl_ms: int = 60_000,
 ) -> list[JoinResult]:
-    """Issue one ticket per client key, in order, with one atomic script call."""
+    """Issue one ticket per client key, in order, with one atomic script call. A client
+    key ``pow:<id>`` (a solved join proof) is good for one ticket, once."""
     k = EventKeys(event_id)
     fixed = [k.cfg, k.draw, k.seq, k.served, k.hb, k.active, k.bucket, k.log, k.audit, k.stats]
     with timed(REDIS_LATENCY, "join"):
         replies = await scripts.join(
-            keys=fixed + [k.rate_limit(client) for client in clients], args=[limit, window_ms]
+            keys=fixed + [k.rate_limit(client) for client in clients],
+            args=[limit, window_ms, proof_ttl_ms],
         )
     now_ms, packed = int(replies[0]), str(replies[1])  # decode_responses: str
     results = []

@@ -26,7 +26,7 @@ const WR = (() => {
   const money = (cents) => moneyFmt.format(cents / 100);
   const at = (iso) => clockFmt.format(new Date(iso));
 
-  /* One call; never throws: {status, data, retryAfter}. status 0 = the network failed. */
+  /* One call; never throws: {status, data, retryAfter, headers}. status 0 = the network failed. */
   async function api(method, path, options = {}) {
     const headers = Object.assign({ Accept: "application/json" }, options.headers || {});
     if (options.token) headers.Authorization = "Bearer " + options.token;
@@ -36,9 +36,9 @@ const WR = (() => {
       const response = await fetch(path, { method, headers, body, credentials: "same-origin", cache: "no-store" });
       const text = await response.text();
       const data = text ? JSON.parse(text) : {};
-      return { status: response.status, data, retryAfter: Number(response.headers.get("Retry-After")) || 0 };
+      return { status: response.status, data, retryAfter: Number(response.headers.get("Retry-After")) || 0, headers: response.headers };
     } catch (e) {
-      return { status: 0, data: { error: "unavailable" }, retryAfter: 0 };
+      return { status: 0, data: { error: "unavailable" }, retryAfter: 0, headers: new Headers() };
     }
   }
 

@@ -3,6 +3,8 @@
 -- KEYS[6] active KEYS[7] bucket KEYS[8] log   KEYS[9] audit   KEYS[10] stats
 -- KEYS[11..]   the rate-limit key of each join (one per join, repeats allowed)
 -- ARGV[1] joins one client may make per window   ARGV[2] window length (ms)
+-- ARGV[3] how long a join proof's key lives (ms): a proof's key (":rl:pow:") allows one
+--         join, once (gateway/proof.py)
 -- Returns {now_ms, "code,arrival,admitted,retry_ms code,arrival,..."}: one group per join,
 -- in one string (one reply to parse, not five per join: the gateway's join path spent
 -- a seventh of its time parsing nested replies).
@@ -45,9 +47,11 @@ local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local issued, admitted_n = 0, 0
 for i = 1, n do
   local key = KEYS[10 + i]
+  local allowed, ttl = limit, window
+  if string.find(key, ':rl:pow:', 1, true) then allowed, ttl = 1, tonumber(ARGV[3]) end
   local used = redis.call('INCR', key)
-  if used == 1 then redis.call('PEXPIRE', key, window) end
-  if used > limit then
+  if used == 1 then redis.call('PEXPIRE', key, ttl) end
+  if used > allowed then
     out[i] = '3,0,0,' .. redis.call('PTTL', key)
   else
     local arrival = redis.call('INCR', KEYS[3])
