@@ -11,7 +11,7 @@ import grpc
 from cart_service.payment_port import CardInput, PaymentResult, PaymentUnreachable
 from waitroom.pb.payment.v1 import payment_pb2 as pb
 from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
-from waitroom.rpc import bearer_metadata, current_caller, refusal_of
+from waitroom.rpc import bearer_metadata, refusal_of
 from waitroom.validation import NotFound
 
 _STATUS = {
@@ -42,9 +42,8 @@ class GrpcPayments:
         self._deadline_s = deadline_s
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        who = current_caller()
-        token = who.token if who is not None and who.token else self._service_token
-        return bearer_metadata(token)
+        """The cart service's own credential: the adapter takes no parent's token."""
+        return bearer_metadata(self._service_token)
 
     async def charge(
         self,

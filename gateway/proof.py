@@ -3,11 +3,12 @@ parent behind a carrier's shared address is slowed for a second or two, never re
 
 An address gets ``join_limit`` tickets per window for free (the contract's join, no body).
 Past that, the 429 carries a challenge (headers ``X-Waitroom-Challenge`` and
-``X-Waitroom-Challenge-Bits``; the body stays the contract's); the page solves it (finds a ``nonce`` such that
-SHA-256 of ``challenge + ":" + nonce`` starts with ``bits`` zero bits: about 2**bits
-hashes) and joins again with ``X-Waitroom-Proof: <challenge>:<nonce>``. Each solved
-challenge is good for one ticket, once, within a minute. Challenges are HS256 JWTs (PyJWT,
-keyed by the ticket secret): stateless, so any gateway process checks any other's.
+``X-Waitroom-Challenge-Bits``; the body stays the contract's). The page solves it: it
+finds a ``nonce`` such that SHA-256 of ``challenge + ":" + nonce`` starts with ``bits``
+zero bits (about 2**bits hashes), and joins again with
+``X-Waitroom-Proof: <challenge>:<nonce>``. Each solved challenge is good for one ticket,
+once, within a minute. Challenges are HS256 JWTs (PyJWT, keyed from the ticket secret):
+stateless, so any gateway process checks any other's.
 
 A CAPTCHA provider plugs in at the same place: ``verify`` is the one function a join
 with a proof goes through; a deployment can give it the provider's token and have it

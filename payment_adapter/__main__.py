@@ -45,6 +45,7 @@ async def serve(
         SERVICE_NAME,
         AdmissionVerifier.from_settings(settings),
         settings.service_token_value(),
+        services_only=True,
     )
     running = await start_server(
         settings.grpc_host,

@@ -31,6 +31,7 @@ from tests.registration import (
     NEVER_ANSWERS,
     NOAH,
     ROY,
+    SERVICE_TOKEN,
     TREMBLAY,
     ZOE,
     Stack,
@@ -38,6 +39,7 @@ from tests.registration import (
     registration_stack,
 )
 from waitroom.pb.cart.v1 import cart_pb2, cart_pb2_grpc
+from waitroom.pb.payment.v1 import payment_pb2, payment_pb2_grpc
 from waitroom.redis_server import free_ports_in_a_row
 from waitroom.settings import Settings
 
@@ -519,6 +521,26 @@ async def test_payer_for_courses_may_be_any_adult_and_the_grpc_door_is_locked(st
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stub.GetCart(cart_pb2.GetCartRequest(), metadata=metadata, timeout=5)
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # The payment adapter takes the cart service's credential only: a parent's valid
+    # admission token reads no payment and charges nothing there.
+    parent = (("authorization", headers["Authorization"]),)
+    async with grpc.aio.insecure_channel(s.settings.payment_target) as channel:
+        payments = payment_pb2_grpc.PaymentAdapterStub(channel)
+        lookup = payment_pb2.GetPaymentRequest(idempotency_key="someone-elses-key")
+        charge = payment_pb2.ChargeRequest(
+            idempotency_key="k", cart_id="not-mine", amount_cents=1, currency="CAD"
+        )
+        for metadata in ((), (("authorization", "Bearer forged"),), parent):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await payments.GetPayment(lookup, metadata=metadata, timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await payments.Charge(charge, metadata=metadata, timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        service = (("authorization", f"Bearer {SERVICE_TOKEN}"),)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await payments.GetPayment(lookup, metadata=service, timeout=5)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # let in: no such payment
 
 
 async def test_a_cart_service_on_three_listeners_serves_a_parent_through_each(

@@ -17,7 +17,7 @@ import contextvars
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 import grpc
@@ -87,8 +87,6 @@ class Caller:
     ticket_id: str
     arrival: int
     service: bool = False
-    # The bearer token as presented, to forward to the next service on the parent's behalf.
-    token: str = field(default="", repr=False)
 
 
 SERVICE_CALLER = Caller(event_id="", ticket_id="", arrival=0, service=True)
@@ -98,11 +96,6 @@ _CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("waitroom_calle
 def caller() -> Caller:
     """The verified caller of the gRPC call being served (set by CallerInterceptor)."""
     return _CALLER.get()
-
-
-def current_caller() -> Caller | None:
-    """The caller of the gRPC call being served, or None outside one (background work)."""
-    return _CALLER.get(None)
 
 
 def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
@@ -138,11 +131,15 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         verifier: AdmissionVerifier,
         service_token: str,
         open_methods: Collection[str] = (),
+        services_only: bool = False,
     ) -> None:
         self._prefix = f"/{service}/"
         self._verifier = verifier
         self._service_token = f"Bearer {service_token}".encode()
         self._open = {f"/{service}/{name}" for name in open_methods}
+        # True: only the service credential is accepted (the payment adapter: its one
+        # caller is the cart service; a parent's admission token opens nothing there).
+        self._services_only = services_only
 
     def _caller(self, authorization: str) -> Caller | None:
         if hmac.compare_digest(authorization.encode(), self._service_token):
@@ -154,7 +151,7 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             admission = self._verifier.verify_any_event(token.strip())
         except InvalidAdmission:
             return None
-        return Caller(admission.event_id, admission.ticket_id, admission.arrival, token=token)
+        return Caller(admission.event_id, admission.ticket_id, admission.arrival)
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -173,6 +170,8 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         async def serve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if who is None:
                 await abort(context, Unauthenticated("invalid_token"))
+            if self._services_only and not who.service:
+                await abort(context, Unauthenticated("service_credential_required"))
             token = _CALLER.set(who)
             try:
                 return await cast(Any, inner)(request, context)
