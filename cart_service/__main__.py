@@ -17,7 +17,7 @@ from cart_service.ledger import create_schema
 from cart_service.mail import Outbox
 from cart_service.payments_client import GrpcPayments
 from cart_service.servicer import SERVICE_NAME, CartServicer
-from waitroom import metrics
+from waitroom import metrics, tls
 from waitroom.channels import service_channel
 from waitroom.db import make_engine, pool_options
 from waitroom.grpc_server import start_server, until_signalled
@@ -44,7 +44,9 @@ async def serve(
     await create_schema(engine)
     # A charge (under its idempotency key) and a lookup may be tried again on another
     # adapter replica when the one reached is UNAVAILABLE.
-    channel = service_channel(settings.payment_target, PAYMENT_SERVICE, ("Charge", "GetPayment"))
+    channel = service_channel(
+        settings.payment_target, PAYMENT_SERVICE, ("Charge", "GetPayment"), settings
+    )
     outbox = Outbox(engine, settings.smtp_host, settings.smtp_port, settings.mail_from)
     wake = asyncio.Event()
     desk = Desk(
@@ -75,6 +77,7 @@ async def serve(
             lambda server: pb_grpc.add_CartServiceServicer_to_server(servicer, server),
             SERVICE_NAME,
             [interceptor],
+            tls.server_credentials(settings),
         )
         for i in range(settings.cart_grpc_listeners)
     ]

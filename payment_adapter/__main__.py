@@ -12,7 +12,7 @@ from payment_adapter.payments import PaymentService
 from payment_adapter.providers import SandboxProvider
 from payment_adapter.servicer import SERVICE_NAME, PaymentAdapterServicer
 from payment_adapter.store import create_schema
-from waitroom import metrics
+from waitroom import metrics, tls
 from waitroom.db import make_engine, pool_options
 from waitroom.grpc_server import start_server, until_signalled
 from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
@@ -55,6 +55,7 @@ async def serve(
         ),
         SERVICE_NAME,
         [interceptor],
+        tls.server_credentials(settings),
     )
     log.info("payment adapter (%s): gRPC on %s:%d", provider.name, settings.grpc_host, running.port)
     metrics.serve(settings.grpc_host, settings.payment_metrics_port)

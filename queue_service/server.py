@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from queue_service.admin_grpc import AdminAuthInterceptor, QueueAdminServicer
 from queue_service.metrics import EventCollector
 from queue_service.service import QueueService
-from waitroom import metrics
+from waitroom import metrics, tls
 from waitroom.grpc_server import GRACE_S, start_server, until_signalled
 from waitroom.pb.queue.v1 import queue_admin_pb2_grpc as pb_grpc
 from waitroom.redis_conn import make_redis
@@ -40,6 +40,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ),
         SERVICE_NAME,
         [AdminAuthInterceptor(settings.admin_token.get_secret_value())],
+        tls.server_credentials(settings),
     )
     log.info("queue service %s: gRPC on %s:%d", instance, settings.grpc_host, running.port)
     collector = EventCollector(service.store)

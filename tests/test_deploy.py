@@ -117,7 +117,8 @@ def test_alert_rules_and_their_unit_tests() -> None:
 async def prometheus_server(tmp_path: Path, client: TestClient[Any, Any]) -> AsyncIterator[str]:
     binary = _tool("prometheus")
     port = free_port()
-    gateway = f"{client.server.host}:{client.server.port}"
+    listener = operator(client).server  # /metrics lives on the operator listener
+    gateway = f"{listener.host}:{listener.port}"
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(PROMETHEUS / "alerts.yml")],

@@ -343,8 +343,9 @@ async def test_a_parent_browses_the_catalogue_days_before_the_night(
         context = await browser.new_context(viewport=PHONE, locale="en-CA")
         page = await context.new_page()
         await page.goto(base + f"events/{EVENT}/")
-        await page.click("a[href='/register/camp/']")
-        browse = await context.wait_for_event("page")
+        async with context.expect_page() as opened:
+            await page.click("a[href='/register/camp/']")
+        browse = await opened.value
         await expect(browse.locator("#browse-note")).to_contain_text("Browsing")
         await expect(browse.locator("#family-form")).to_be_hidden()  # nothing to hold
         await expect(browse.locator("nav[aria-label=steps]")).to_be_hidden()

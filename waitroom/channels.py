@@ -21,6 +21,9 @@ from typing import Any
 
 import grpc
 
+from waitroom import tls
+from waitroom.settings import Settings
+
 # A call that may run twice with the same effect (a read, a setting, a payment under its
 # idempotency key) is tried again on the next replica when the one it reached is
 # UNAVAILABLE (it crashed or is shutting down): the parent gets the answer instead of a
@@ -62,11 +65,17 @@ def service_config(service: str = "", repeatable: Collection[str] = ()) -> str:
 
 
 def service_channel(
-    target: str, service: str = "", repeatable: Collection[str] = ()
+    target: str,
+    service: str = "",
+    repeatable: Collection[str] = (),
+    settings: Settings | None = None,
 ) -> grpc.aio.Channel:
-    """An insecure channel to every replica named by ``target``, round robin; calls of
-    ``service``'s ``repeatable`` methods are retried on another replica when UNAVAILABLE."""
-    return grpc.aio.insecure_channel(
-        grpc_target(target),
-        options=[("grpc.service_config", service_config(service, repeatable))],
-    )
+    """A channel to every replica named by ``target``, round robin; calls of
+    ``service``'s ``repeatable`` methods are retried on another replica when UNAVAILABLE.
+    Mutual TLS when ``settings`` say so (waitroom/tls.py), plaintext otherwise."""
+    options = [("grpc.service_config", service_config(service, repeatable))]
+    credentials = None if settings is None else tls.channel_credentials(settings)
+    if credentials is None or settings is None:
+        return grpc.aio.insecure_channel(grpc_target(target), options=options)
+    options += tls.channel_options(settings)
+    return grpc.aio.secure_channel(grpc_target(target), credentials, options=options)

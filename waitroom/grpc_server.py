@@ -75,8 +75,10 @@ async def start_server(
     add: Callable[[grpc_aio.Server], None],
     service_name: str,
     interceptors: Sequence[Any] = (),
+    credentials: grpc.ServerCredentials | None = None,
 ) -> RunningServer:
-    """Serve on ``host:port`` (0 picks a free port; see ``RunningServer.port``)."""
+    """Serve on ``host:port`` (0 picks a free port; see ``RunningServer.port``), with TLS
+    when ``credentials`` are given (``waitroom.tls.server_credentials``)."""
     # Refusals innermost: every interceptor outside it sees the call end with its status.
     server = grpc_aio.server(
         interceptors=[MetricsInterceptor(), *interceptors, RefusalInterceptor()]
@@ -84,7 +86,11 @@ async def start_server(
     add(server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    if credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, credentials)
     await server.start()
     names = ("", service_name)
     for name in names:

@@ -15,6 +15,7 @@ import urllib.request
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from waitroom import tls
 from waitroom.settings import Settings
 
 TIMEOUT_S = 2.0
@@ -28,8 +29,15 @@ def _http_alive(port: int) -> bool:
         return False
 
 
-def _grpc_serving(port: int) -> bool:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+def _channel(port: int, settings: Settings) -> grpc.Channel:
+    credentials = tls.channel_credentials(settings)
+    if credentials is None:
+        return grpc.insecure_channel(f"127.0.0.1:{port}")
+    return grpc.secure_channel(f"127.0.0.1:{port}", credentials, tls.channel_options(settings))
+
+
+def _grpc_serving(port: int, settings: Settings) -> bool:
+    with _channel(port, settings) as channel:
         try:
             answer = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT_S
@@ -43,7 +51,7 @@ def healthy(settings: Settings) -> bool:
     if _http_alive(settings.http_port):
         return True
     ports = (settings.queue_grpc_port, settings.cart_grpc_port, settings.payment_grpc_port)
-    return any(_grpc_serving(port) for port in ports)
+    return any(_grpc_serving(port, settings) for port in ports)
 
 
 def main() -> int:

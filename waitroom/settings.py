@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -104,6 +112,14 @@ class Settings(BaseSettings):
     # Where the gateway finds the cart service, and the cart service the payment adapter.
     cart_target: str = "127.0.0.1:50052"
     payment_target: str = "127.0.0.1:50053"
+    # Mutual TLS between the services (waitroom/tls.py): this process's certificate and
+    # key, and the CA that signs every service's; all three or none (none: plaintext,
+    # as make run on loopback). The name servers' certificates carry, when not the
+    # dialled host (several addresses behind one certificate).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_server_name: str = ""
     # Bearer token for calls between services that no parent made (reconciliation).
     service_token: SecretStr | None = None
     # Deadline of every gRPC call between processes.
@@ -125,6 +141,16 @@ class Settings(BaseSettings):
     payment_lock_s: int = Field(120, ge=1, le=3600)
     # How often the cart service settles locked carts and sends queued emails.
     settle_interval_s: float = Field(5.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Settings:
+        files = (self.tls_cert_file, self.tls_key_file, self.tls_ca_file)
+        if any(files) and not all(files):
+            raise ValueError("TLS needs its three files: TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE")
+        for path in filter(None, files):
+            if not path.is_file():
+                raise ValueError(f"TLS file {path} does not exist")
+        return self
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
