@@ -29,6 +29,9 @@ ADULT_AGE = 18
 async def identify(desk: Desk, session: Session, client_number: str, phone: str) -> CartSnapshot:
     """Identify the family (client number + principal phone) whose members take part."""
     family = await family_records.identify(desk.engine, client_number, phone)
+    if session.family and family.client_number != session.family:
+        # Its draw entry was this other family's: one chance per family, not per ticket.
+        raise Refused("family_mismatch", "client_number")
     async with changing(desk, session) as change:
         conn = change.conn
         cart = await open_cart(desk, conn, session)

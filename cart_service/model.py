@@ -18,6 +18,9 @@ class Session:
 
     event_id: str
     ticket_id: str
+    # One chance per family: the client number the ticket identified before the draw
+    # (its token's claim); the session may register that family only. Empty: any.
+    family: str = ""
 
     @property
     def cart_id(self) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from cart_service import catalogue, checkout, family_rules, holds, settlement, snapshots
+from cart_service import families as family_records
 from cart_service.desk import Desk, day_of
 from cart_service.families import Member
 from cart_service.model import ActivityInfo, CartSnapshot, Line, Outcome, Receipt, Session
@@ -152,7 +153,7 @@ def _session() -> Session:
     who = caller()
     if who.service:  # a parent's cart is only ever touched on that parent's behalf
         raise Unauthenticated("admission_token_required")
-    return Session(who.event_id, who.ticket_id)
+    return Session(who.event_id, who.ticket_id, who.family)
 
 
 def _items_reply(snapshot: CartSnapshot, outcomes: list[Outcome], today: date) -> pb.AddItemsReply:
@@ -205,6 +206,17 @@ class CartServicer(pb_grpc.CartServiceServicer):
             age_groups=found.age_groups,
             payment_deferred=found.payment_deferred,
         )
+
+    async def VerifyFamily(
+        self, request: pb.IdentifyFamilyRequest, context: Context
+    ) -> pb.VerifyFamilyReply:
+        """A family's credentials, checked for the gateway (one chance per family)."""
+        if not caller().service:
+            raise Unauthenticated("service_credential_required")
+        family = await family_records.identify(
+            self._desk.engine, request.client_number, request.phone
+        )
+        return pb.VerifyFamilyReply(client_number=family.client_number)
 
     async def GetCart(self, request: pb.GetCartRequest, context: Context) -> pb.Cart:
         return cart_pb(await settlement.get_cart(self._desk, _session()), self._today())

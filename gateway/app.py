@@ -61,6 +61,7 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         verifier=AdmissionVerifier.from_settings(settings),
         ticket_secret=settings.ticket_secret_bytes(),
         proof_key=hmac.digest(settings.ticket_secret_bytes(), b"waitroom join proof", "sha256"),
+        family_key=hmac.digest(settings.ticket_secret_bytes(), b"waitroom family", "sha256"),
     )
     channel = service_channel(settings.cart_target, CART_SERVICE, CART_REPEATABLE, settings)
     gw.cart = cart_pb2_grpc.CartServiceStub(channel)

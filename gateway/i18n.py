@@ -61,6 +61,20 @@ FR: dict[str, str] = {
     "browse.note": "Consultation : voici les activités offertes et leurs places (approximatives)."
     " Pour inscrire, entrez dans la salle d'attente le soir des inscriptions.",
     "browse.queue": "Salle d'attente",
+    "fam.title": "Une chance par famille",
+    "fam.help": "Pour participer au tirage au sort, identifiez votre famille avant le tirage"
+    " (numéro de client et téléphone principal). Chaque famille a une seule chance, quel que"
+    " soit le nombre d'onglets ou d'appareils; sans identification, votre billet passe après"
+    " le tirage, par ordre d'arrivée.",
+    "fam.submit": "Participer au tirage",
+    "fam.in_draw": "Dossier {client} : votre famille participe au tirage avec ce billet.",
+    "err.family_already_in_draw": "Votre famille participe déjà au tirage avec un autre"
+    " billet (un autre onglet ou appareil) : gardez celui-là ouvert.",
+    "err.ticket_has_another_family": "Ce billet représente déjà une autre famille.",
+    "err.draw_done": "Le tirage a déjà eu lieu.",
+    "err.too_many_attempts": "Trop d'essais : communiquez avec nous.",
+    "err.family_mismatch": "Ce billet a été tiré pour une autre famille : seule celle-ci peut"
+    " s'inscrire avec lui.",
     "wr.proving": "Beaucoup de demandes viennent de votre réseau : votre navigateur fait une"
     " courte vérification, un instant…",
     "noscript": "Cette page a besoin de JavaScript pour vous garder votre place dans la file"
@@ -250,6 +264,19 @@ EN: dict[str, str] = {
     "browse.note": "Browsing: here are the activities offered and their places (approximate)."
     " To register, enter the waiting room on registration night.",
     "browse.queue": "Waiting room",
+    "fam.title": "One chance per family",
+    "fam.help": "To take part in the draw, identify your family before it (client number and"
+    " principal phone). Each family has one chance, however many tabs or devices; without"
+    " identifying, your ticket comes after the draw, in order of arrival.",
+    "fam.submit": "Enter the draw",
+    "fam.in_draw": "Account {client}: your family is in the draw with this ticket.",
+    "err.family_already_in_draw": "Your family is already in the draw with another ticket"
+    " (another tab or device): keep that one open.",
+    "err.ticket_has_another_family": "This ticket already stands for another family.",
+    "err.draw_done": "The draw has already taken place.",
+    "err.too_many_attempts": "Too many tries: please contact us.",
+    "err.family_mismatch": "This ticket was drawn for another family: only that family can"
+    " register with it.",
     "wr.proving": "Many requests come from your network: your browser is making a short"
     " check, one moment…",
     "noscript": "This page needs JavaScript to keep your place in line and to register."

@@ -125,7 +125,12 @@ def _admission(
         if len(gw.tokens) > 100_000:
             gw.tokens.clear()
         token = gw.signer.sign(
-            view.event_id, ticket_id, arrival, admitted_at_ms // 1000, math.ceil(expires_ms / 1000)
+            view.event_id,
+            ticket_id,
+            arrival,
+            admitted_at_ms // 1000,
+            math.ceil(expires_ms / 1000),
+            family=view.families.get(arrival, ""),
         )
         gw.tokens[cache_key] = token
     return {

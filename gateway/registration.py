@@ -10,6 +10,7 @@ Documented in ``docs/openapi/registration.yaml``.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Literal, TypeVar
 
@@ -22,6 +23,8 @@ from gateway.cart_calls import as_json, call_cart
 from gateway.public import EVENT_PATH, event_view
 from gateway.replies import ApiError, bearer_token, json_errors, reply
 from gateway.state import GATEWAY, Gateway
+from waitroom import ticket_ids
+from waitroom.keys import EventKeys
 from waitroom.pb.cart.v1 import cart_pb2 as pb
 from waitroom.rpc import bearer_metadata
 from waitroom.tickets import LeaveOutcome, leave
@@ -289,6 +292,60 @@ async def receipt_lookup(request: web.Request) -> web.Response:
     return reply(as_json(await call_cart(gw, "GetReceipt", message, ())))
 
 
+# One chance per family (docs/draw.md): a pre-queue ticket names its family before the
+# draw; the first ticket of a family keeps the family's one entry in the lottery.
+FAMILY_PATH = EVENT_PATH + "/tickets/{ticket_id}/family"
+FAMILY_ATTEMPTS = 5  # credential checks per ticket: no oracle for phone numbers
+_CLAIM = {
+    1: (200, ""),
+    2: (409, "family_already_in_draw"),
+    3: (409, "draw_done"),
+    4: (409, "ticket_has_another_family"),
+    6: (409, "not_one_per_family"),
+}
+
+
+@json_errors
+async def claim_family(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    view = await event_view(gw, request.match_info["event_id"])
+    try:
+        arrival = gw.verify_ticket(view, request.match_info["ticket_id"])
+    except ticket_ids.BadTicketId:
+        raise ApiError(400, "bad_ticket_id") from None
+    if arrival is None:
+        raise ApiError(404, "unknown_ticket")
+    if not view.config.one_per_family:
+        raise ApiError(409, "not_one_per_family")
+    if view.drawn or gw.store.clock.now_ms() >= view.config.opens_ms:
+        raise ApiError(409, "draw_done")  # entries close at opens_at
+    body = await _body(request, IdentifyBody)
+    k = EventKeys(view.event_id)
+    if await gw.redis.hincrby(k.fa, str(arrival), 1) > FAMILY_ATTEMPTS:
+        raise ApiError(429, "too_many_attempts")
+    if gw.settings.service_token is None:
+        raise ApiError(503, "unavailable", reason="no_service_token")
+    credential = bearer_metadata(gw.settings.service_token.get_secret_value())
+    checked = await call_cart(
+        gw,
+        "VerifyFamily",
+        pb.IdentifyFamilyRequest(client_number=body.client_number, phone=body.phone),
+        credential,
+    )
+    number = checked.client_number
+    family_key = hmac.new(gw.family_key, f"{view.event_id}|{number}".encode(), "sha256")
+    code, holder = await gw.scripts.family(
+        keys=[k.cfg, k.draw, k.fam, k.tfam],
+        args=[arrival, family_key.hexdigest(), number],
+    )
+    status, refusal = _CLAIM.get(int(code), (200, ""))
+    if int(code) == 2:  # the family's entry is its other ticket (another tab, a device)
+        raise ApiError(status, refusal, holder_arrival=int(holder))
+    if refusal:
+        raise ApiError(status, refusal)
+    return reply({"client_number": number, "in_draw": True, "arrival": arrival})
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(EVENT_PATH + "/catalogue", catalogue)
     router.add_get(CART_PATH, get_cart)
@@ -303,3 +360,4 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_put(CART_PATH + "/conditions", conditions)
     router.add_post(CART_PATH + "/checkout", checkout)
     router.add_post(RECEIPT_LOOKUP_PATH, receipt_lookup)
+    router.add_post(FAMILY_PATH, claim_family)

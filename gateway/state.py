@@ -37,6 +37,9 @@ class Gateway:
     tokens: dict[tuple[str, int, int], str] = field(default_factory=dict)
     # The key of join proofs' challenges (gateway/proof.py), derived from the ticket secret.
     proof_key: bytes = b""
+    # The key of the family keys in Redis (one chance per family): no client number is
+    # a key there, only its HMAC.
+    family_key: bytes = b""
     # The public catalogue's answers, by query: (fresh until, the answer); gateway/browse.py.
     browse_copies: dict[Any, tuple[float, asyncio.Future[bytes]]] = field(default_factory=dict)
 

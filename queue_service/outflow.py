@@ -61,7 +61,7 @@ class EventOutflow:
     async def _draw(self, epoch: int) -> None:
         k = self.keys
         started = time.perf_counter()
-        result = await self._scripts.draw(keys=[k.cfg, k.draw, k.seq, k.fence], args=[epoch])
+        result = await self._scripts.draw(keys=[k.cfg, k.draw, k.seq, k.fence, k.fam], args=[epoch])
         if int(result) == 1:
             took = time.perf_counter() - started
             DRAW_DURATION.labels(self.event_id).observe(took)

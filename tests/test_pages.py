@@ -377,6 +377,41 @@ async def test_a_parent_behind_a_busy_shared_address_proves_work_and_gets_in_lin
     await context.close()
 
 
+async def test_a_family_enters_the_draw_once_from_the_waiting_room(
+    settings: Settings,
+    redis: Redis,
+    sqlite_url: str,
+    aiohttp_client: ClientFactory,
+    browser: Browser,
+) -> None:
+    rules = {"opens_in": 600, "one_per_family": True}
+    async with registration_stack(
+        settings, redis, sqlite_url, aiohttp_client, event_rules=rules
+    ) as s:
+        base = str(s.client.make_url("/"))
+        context = await browser.new_context(viewport=PHONE, locale="fr-CA")
+        page = await context.new_page()
+        await page.goto(base + f"events/{EVENT}/")
+        form = page.locator("#wr-family")
+        await expect(form).to_be_visible(timeout=15_000)
+        await form.locator("[name=client_number]").fill(ROY["client_number"])
+        await form.locator("[name=phone]").fill("418 839-2002")
+        await form.locator("button").click()
+        await expect(page.locator("#wr-family-done")).to_contain_text("participe au tirage")
+        await expect(form).to_be_hidden()
+        device = await browser.new_context(viewport=PHONE, locale="fr-CA")  # a second phone
+        other = await device.new_page()
+        await other.goto(base + f"events/{EVENT}/")
+        form = other.locator("#wr-family")
+        await expect(form).to_be_visible(timeout=15_000)
+        await form.locator("[name=client_number]").fill(ROY["client_number"])
+        await form.locator("[name=phone]").fill("4188392002")
+        await form.locator("button").click()
+        await expect(form.locator('[data-error=""]')).to_contain_text("un autre billet")
+        await device.close()
+        await context.close()
+
+
 async def _skipped(s: Stack) -> bool:
     resp = await operator(s.client).get(
         f"/admin/v1/events/{EVENT}/stats", headers={"Authorization": "Bearer test-admin-token"}

@@ -25,6 +25,8 @@ class DrawRecord:
     served: list[tuple[int, int, str]] = field(default_factory=list)
     # line -> arrival for lines that are requeue entries (tickets put back in line).
     requeue_lines: dict[int, int] = field(default_factory=dict)
+    # One chance per family: the lottery's entries (ascending arrivals); None otherwise.
+    kept: list[int] | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -36,6 +38,7 @@ class DrawRecord:
                 "prequeue_order": self.prequeue_order,
                 "served": [list(entry) for entry in self.served],
                 "requeue_lines": {str(k): v for k, v in self.requeue_lines.items()},
+                "kept": self.kept,
             }
         )
 
@@ -50,6 +53,7 @@ class DrawRecord:
             prequeue_order=data.get("prequeue_order", "random"),
             served=[(int(a), int(b), str(c)) for a, b, c in data.get("served", [])],
             requeue_lines={int(k): int(v) for k, v in data.get("requeue_lines", {}).items()},
+            kept=None if data.get("kept") is None else [int(a) for a in data["kept"]],
         )
 
 
@@ -78,6 +82,7 @@ async def load_record(redis: Redis, event_id: str) -> DrawRecord:
         prequeue_order=cfg.get("order", "random"),
         served=[(int(line), int(arrival), outcome) for line, arrival, outcome in served],
         requeue_lines={int(line): int(arrival) for line, arrival in requeues.items()},
+        kept=[int(a) for a in draw["kept"].split()] if "kept" in draw else None,
     )
 
 
@@ -102,8 +107,11 @@ def verify(record: DrawRecord) -> Verdict:
     if not seed_matches(seed, record.commitment):
         verdict.problems.append("SHA-256(seed) does not match the published commitment")
         return verdict
+    if record.kept is not None and record.kept != sorted(set(record.kept)):
+        verdict.problems.append("the lottery's entries are not distinct and ascending")
+        return verdict
     order = DrawnOrder.compute(
-        seed, record.event_id, record.prequeue, record.prequeue_order == "fifo"
+        seed, record.event_id, record.prequeue, record.prequeue_order == "fifo", record.kept
     )
     expected_line = 1
     for line, arrival, _outcome in record.served:

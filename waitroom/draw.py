@@ -11,6 +11,11 @@ recompute it in any language:
    ``r``; while ``r >= 2**64 - (2**64 mod (i+1))`` read again (no modulo bias);
    ``j = r mod (i+1)``; swap ``order[i]`` and ``order[j]``.
 4. ``order[k]`` is the arrival number of the ticket served at line ``k+1``.
+
+One chance per family (``one_per_family``): the lottery is among the ``K`` tickets that
+hold a family's entry (``kept``, ascending arrival numbers, published with the draw): the
+shuffle above runs with ``P = K``, and line ``k+1`` of the lottery is ``kept[order[k]-1]``.
+The other pre-queue tickets follow the lottery in arrival order.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import hashlib
 import hmac
 import secrets
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _WORD = 8
@@ -80,10 +86,23 @@ class DrawnOrder:
     line_of_arrival: array[int]  # line_of_arrival[a-1] = line of arrival a
 
     @classmethod
-    def compute(cls, seed: bytes, event_id: str, prequeue: int, fifo: bool) -> DrawnOrder:
-        """The order for a draw; ``fifo`` keeps arrival order (``prequeue_order: fifo``)."""
+    def compute(
+        cls,
+        seed: bytes,
+        event_id: str,
+        prequeue: int,
+        fifo: bool,
+        kept: Sequence[int] | None = None,
+    ) -> DrawnOrder:
+        """The order for a draw; ``fifo`` keeps arrival order (``prequeue_order: fifo``);
+        ``kept``: one chance per family, the lottery's entries (ascending)."""
         if fifo:
             by_line = array("q", range(1, prequeue + 1))
+        elif kept is not None:
+            lottery = [kept[drawn - 1] for drawn in draw_order(seed, event_id, len(kept))]
+            entered = set(kept)
+            behind = (arrival for arrival in range(1, prequeue + 1) if arrival not in entered)
+            by_line = array("q", [*lottery, *behind])
         else:
             by_line = draw_order(seed, event_id, prequeue)
         inverse = array("q", bytes(8 * prequeue))

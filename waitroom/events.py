@@ -141,6 +141,9 @@ def public_event(view: EventView, now_ms: int) -> dict[str, object]:
             "prequeue": view.prequeue if view.drawn else None,
             "drawn_at": config.iso(view.drawn_at_ms) if view.drawn_at_ms else None,
             "order": config.prequeue_order,
+            # One chance per family: the lottery's entries once drawn (docs/draw.md).
+            "one_per_family": config.one_per_family,
+            "entries": None if view.kept is None else len(view.kept),
         },
     }
 

@@ -20,6 +20,9 @@ Per-event keys (``wr:{event}:<name>``):
 | stats    | hash   | running totals and the ETA basis                                     |
 | fence    | string | highest leader epoch that wrote to this event                        |
 | rl:<ip>  | string | joins by one client in the current window                            |
+| fam      | hash   | one chance per family: family key -> the arrival that holds its entry  |
+| tfam     | hash   | arrival -> the client number it identified (one-per-family events)    |
+| fa       | hash   | arrival -> family identification attempts (at most a few)             |
 """
 
 from __future__ import annotations
@@ -102,6 +105,18 @@ class EventKeys:
     @property
     def fence(self) -> str:
         return self._k("fence")
+
+    @property
+    def fam(self) -> str:
+        return self._k("fam")
+
+    @property
+    def tfam(self) -> str:
+        return self._k("tfam")
+
+    @property
+    def fa(self) -> str:
+        return self._k("fa")
 
     def rate_limit(self, client: str) -> str:
         return self._k(f"rl:{client}")

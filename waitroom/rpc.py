@@ -87,6 +87,8 @@ class Caller:
     ticket_id: str
     arrival: int
     service: bool = False
+    # The client number an admission's family claim names (one chance per family).
+    family: str = ""
 
 
 SERVICE_CALLER = Caller(event_id="", ticket_id="", arrival=0, service=True)
@@ -151,7 +153,9 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             admission = self._verifier.verify_any_event(token.strip())
         except InvalidAdmission:
             return None
-        return Caller(admission.event_id, admission.ticket_id, admission.arrival)
+        return Caller(
+            admission.event_id, admission.ticket_id, admission.arrival, family=admission.family
+        )
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails

@@ -47,6 +47,10 @@ class EventSpec(BaseModel):
     # From here the catalogue answers without a token (Lévis: "quelques jours avant, le
     # site est accessible pour consulter les activités"); None: as soon as the event exists.
     browsing_opens_at: datetime | None = None
+    # One chance per family in the draw (random order only): the lottery is among the
+    # tickets whose family identified before the draw, one per family (its first);
+    # the others follow it in arrival order (docs/draw.md).
+    one_per_family: bool = False
 
     @field_validator("timezone")
     @classmethod
@@ -63,6 +67,8 @@ class EventSpec(BaseModel):
                 object.__setattr__(self, name, value.replace(tzinfo=zone))
         if self.browsing_opens_at is not None and self.browsing_opens_at > self.opens_at:
             raise ValueError("browsing_opens_at is after opens_at")
+        if self.one_per_family and self.prequeue_order != "random":
+            raise ValueError("one_per_family applies to a random draw (prequeue_order random)")
         if self.opens_at < self.waiting_room_opens_at:
             raise ValueError("opens_at is before waiting_room_opens_at")
         if self.closes_at <= self.opens_at:
@@ -117,6 +123,7 @@ def spec_to_fields(spec: EventSpec) -> dict[str, str]:
         "hb_ms": str(spec.heartbeat_timeout_s * 1000),
         "order": spec.prequeue_order,
         "browse_ms": str(_ms(spec.browsing_opens_at) if spec.browsing_opens_at else 0),
+        "fam": "1" if spec.one_per_family else "0",
     }
 
 
@@ -155,6 +162,7 @@ class EventConfig:
     salt: str
     # When the catalogue opens to anyone (Unix ms); 0: from the event's creation.
     browse_ms: int = 0
+    one_per_family: bool = False
 
     @classmethod
     def from_hash(cls, event_id: str, h: dict[str, str]) -> EventConfig:
@@ -172,6 +180,7 @@ class EventConfig:
             paused=h.get("paused") == "1",
             salt=h.get("salt", ""),
             browse_ms=int(h.get("browse_ms", 0)),
+            one_per_family=h.get("fam") == "1",
         )
 
     @property
@@ -211,6 +220,7 @@ class EventConfig:
             "prequeue_order": self.prequeue_order,
             "paused": self.paused,
             "browsing_opens_at": self.iso(self.browse_ms) if self.browse_ms else None,
+            "one_per_family": self.one_per_family,
         }
 
     def browsable(self, now_ms: int) -> bool:

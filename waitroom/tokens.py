@@ -44,6 +44,9 @@ class Admission:
     issued_at: int
     expires_at: int
     kid: str
+    # One chance per family: the client number the ticket identified before the draw;
+    # the cart service registers that family only. Empty: no such claim.
+    family: str = ""
 
 
 def _b64(raw: bytes) -> str:
@@ -81,10 +84,16 @@ class AdmissionSigner:
         return self._key.public_key()
 
     def sign(
-        self, event_id: str, ticket_id: str, arrival: int, issued_at: int, expires_at: int
+        self,
+        event_id: str,
+        ticket_id: str,
+        arrival: int,
+        issued_at: int,
+        expires_at: int,
+        family: str = "",
     ) -> str:
         """A token for an admitted ticket; times are Unix seconds."""
-        claims = {
+        claims: dict[str, object] = {
             "iss": ISSUER,
             "aud": event_id,
             "sub": ticket_id,
@@ -92,6 +101,8 @@ class AdmissionSigner:
             "iat": issued_at,
             "exp": expires_at,
         }
+        if family:
+            claims["fam"] = family
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.kid})
 
 
@@ -143,10 +154,13 @@ class AdmissionVerifier:
                 },
             )
             audience, subject, arrival = claims["aud"], claims["sub"], claims.get("arr", 0)
+            family = claims.get("fam", "")
             if not isinstance(audience, str) or not audience:
                 raise InvalidAdmission("no event in the token")
             # Signed by us, so well formed, unless a signing key leaked: check all the same.
             if not isinstance(subject, str) or type(arrival) is not int or arrival < 0:
+                raise InvalidAdmission("malformed claims")
+            if not isinstance(family, str):
                 raise InvalidAdmission("malformed claims")
             return Admission(
                 event_id=audience,
@@ -155,6 +169,7 @@ class AdmissionVerifier:
                 issued_at=int(claims["iat"]),
                 expires_at=int(claims["exp"]),
                 kid=kid,
+                family=family,
             )
         except jwt.PyJWTError as exc:
             raise InvalidAdmission(str(exc)) from exc

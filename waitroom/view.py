@@ -62,6 +62,10 @@ class EventView:
     prequeue: int | None = None
     drawn_at_ms: int | None = None
     order: DrawnOrder | None = None
+    # One chance per family: the lottery's entries (ascending arrivals; None: no such
+    # rule), and the client number each identified ticket gave (its admission carries it).
+    kept: list[int] | None = None
+    families: dict[int, str] = field(default_factory=dict)
     seq: int = 0
     served: int = 0
     active: int = 0

@@ -32,7 +32,7 @@ class ViewStore:
         self.views: dict[str, EventView] = {}
         self.leader: str | None = None
         self.refreshed_at = 0.0  # monotonic time of the last complete refresh
-        self._orders: dict[tuple[str, str, int], DrawnOrder] = {}
+        self._orders: dict[tuple[str, str, int, int], DrawnOrder] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     def age_s(self) -> float:
@@ -111,7 +111,13 @@ class ViewStore:
         view.seed_hex = draw["seed"]
         view.drawn_at_ms = int(draw["drawn_at"])
         if view.order is None:
-            order_key = (view.event_id, view.seed_hex, int(draw["prequeue"]))
+            kept = [int(a) for a in draw["kept"].split()] if "kept" in draw else None
+            if kept is not None:  # one chance per family: who identified as what
+                tfam = keys.EventKeys(view.event_id).tfam
+                families: dict[str, str] = await self.redis.hgetall(tfam)  # type: ignore[assignment]
+                view.families = {int(a): number for a, number in families.items()}
+            view.kept = kept
+            order_key = (view.event_id, view.seed_hex, int(draw["prequeue"]), len(kept or ()))
             order = self._orders.get(order_key)
             if order is None:
                 # A large pre-queue takes a moment to shuffle: keep the event loop free.
@@ -121,10 +127,11 @@ class ViewStore:
                     view.event_id,
                     int(draw["prequeue"]),
                     view.config.prequeue_order == "fifo",
+                    kept,
                 )
                 # Keep one order per event: an event is drawn once.
-                kept = {k: v for k, v in self._orders.items() if k[0] != view.event_id}
-                self._orders = {**kept, order_key: order}
+                others = {k: v for k, v in self._orders.items() if k[0] != view.event_id}
+                self._orders = {**others, order_key: order}
             view.set_order(order)
 
     async def run(self, interval_s: float, stop: asyncio.Event) -> None:

@@ -130,7 +130,33 @@
     if (next.status === "prequeue" || next.status === "waiting") later(poll, jitter(next.poll_after_ms));
   }
 
+  /* One chance per family: before the draw, the family names itself on this ticket to
+     enter the lottery (docs/draw.md); the page remembers it did. */
+  const familyKey = "wr_family_" + event;
+  function offerFamily(tk) {
+    const form = $("wr-family");
+    const done = sessionStorage.getItem(familyKey);
+    const open = info.draw && info.draw.one_per_family && tk.status === "prequeue";
+    form.hidden = !open || Boolean(done);
+    $("wr-family-done").hidden = !open || !done;
+    if (done) $("wr-family-done").textContent = done;
+  }
+  $("wr-family").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const form = e.target;
+    WR.clearErrors(form);
+    const body = Object.fromEntries(new FormData(form).entries());
+    const reply = await api("POST", base + "/tickets/" + ticket.ticket_id + "/family", { body });
+    if (reply.status === 200) {
+      sessionStorage.setItem(familyKey, t("fam.in_draw", { client: reply.data.client_number }));
+      offerFamily(ticket);
+    } else {
+      WR.showError(form, reply.data);
+    }
+  });
+
   function show(tk) {
+    offerFamily(tk);
     $("wr").setAttribute("aria-busy", "false");
     $("wr-updated").textContent = t("wr.updated", { time: timeFmt.format(new Date()) });
     $("wr-requeued").hidden = !tk.requeued;

@@ -9,7 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-SCRIPT_NAMES = ("join", "advance", "draw", "requeue", "leave", "lease", "release")
+SCRIPT_NAMES = ("join", "advance", "draw", "requeue", "leave", "lease", "release", "family")
 
 
 def script_source(name: str) -> str:
@@ -28,6 +28,7 @@ class Scripts:
     leave: AsyncScript
     lease: AsyncScript
     release: AsyncScript
+    family: AsyncScript
 
 
 def register_scripts(redis: Redis) -> Scripts:

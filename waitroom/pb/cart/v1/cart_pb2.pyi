@@ -26,6 +26,25 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class VerifyFamilyReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_NUMBER_FIELD_NUMBER: _builtins.int
+    client_number: _builtins.str
+    def __init__(
+        self,
+        *,
+        client_number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_number", b"client_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyFamilyReply: _TypeAlias = VerifyFamilyReply  # noqa: Y015
+
+@_typing.final
 class SearchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -104,6 +104,11 @@ class CartServiceStub:
                 request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.SearchRequest.SerializeToString,
                 response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.SearchReply.FromString,
                 _registered_method=True)
+        self.VerifyFamily = channel.unary_unary(
+                '/waitroom.cart.v1.CartService/VerifyFamily',
+                request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.IdentifyFamilyRequest.SerializeToString,
+                response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.VerifyFamilyReply.FromString,
+                _registered_method=True)
 
 
 class CartServiceServicer:
@@ -202,6 +207,14 @@ class CartServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyFamily(self, request, context):
+        """One chance per family: the gateway checks a family's client number and phone before
+        the draw (the services' own credential only); the canonical client number back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CartServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -274,6 +287,11 @@ def add_CartServiceServicer_to_server(servicer, server):
                     servicer.BrowseCatalogue,
                     request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.SearchRequest.FromString,
                     response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.SearchReply.SerializeToString,
+            ),
+            'VerifyFamily': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyFamily,
+                    request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.IdentifyFamilyRequest.FromString,
+                    response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.VerifyFamilyReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -654,6 +672,33 @@ class CartService:
             '/waitroom.cart.v1.CartService/BrowseCatalogue',
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.SearchRequest.SerializeToString,
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.SearchReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyFamily(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waitroom.cart.v1.CartService/VerifyFamily',
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.IdentifyFamilyRequest.SerializeToString,
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.VerifyFamilyReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,10 @@ class CartServiceStub:
     places only as a coarse level (Activity.availability), no counts. The gateway
     decides from when an event may be browsed.
     """
+    VerifyFamily: _grpc.UnaryUnaryMultiCallable[_cart_pb2.IdentifyFamilyRequest, _cart_pb2.VerifyFamilyReply]
+    """One chance per family: the gateway checks a family's client number and phone before
+    the draw (the services' own credential only); the canonical client number back.
+    """
 
 @_typing.type_check_only
 class CartServiceAsyncStub(CartServiceStub):
@@ -89,6 +93,10 @@ class CartServiceAsyncStub(CartServiceStub):
     avant, le site est accessible pour consulter les activités"): no admission token;
     places only as a coarse level (Activity.availability), no counts. The gateway
     decides from when an event may be browsed.
+    """
+    VerifyFamily: _aio.UnaryUnaryMultiCallable[_cart_pb2.IdentifyFamilyRequest, _cart_pb2.VerifyFamilyReply]  # type: ignore[assignment]
+    """One chance per family: the gateway checks a family's client number and phone before
+    the draw (the services' own credential only); the canonical client number back.
     """
 
 class CartServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -198,6 +206,16 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
         avant, le site est accessible pour consulter les activités"): no admission token;
         places only as a coarse level (Activity.availability), no counts. The gateway
         decides from when an event may be browsed.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyFamily(
+        self,
+        request: _cart_pb2.IdentifyFamilyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cart_pb2.VerifyFamilyReply, _abc.Awaitable[_cart_pb2.VerifyFamilyReply]]:
+        """One chance per family: the gateway checks a family's client number and phone before
+        the draw (the services' own credential only); the canonical client number back.
         """
 
 def add_CartServiceServicer_to_server(servicer: CartServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
