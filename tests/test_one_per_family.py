@@ -87,7 +87,7 @@ async def test_one_entry_per_family_first_come_and_the_rest_behind(stack: Stack)
 
     async def admitted() -> bool:
         found.update(await poll(s.client, tickets[1]))
-        return found["status"] == "admitted"
+        return bool(found["status"] == "admitted")
 
     await wait_for(admitted, 15)
     roy_session = {"Authorization": f"Bearer {found['admission']['token']}"}
