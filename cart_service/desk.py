@@ -26,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cart_service.ledger import cart_items, carts
 from cart_service.model import CartSnapshot, Session
 from cart_service.payment_port import Payments
-from cart_service.snapshots import event_row, read_snapshot, snapshot
+from cart_service.snapshots import event_row, live_items, read_snapshot, snapshot
 from waitroom.db import writing
-from waitroom.validation import Refused
+from waitroom.validation import Refused, Unauthenticated
 
 
 @dataclass(slots=True)
@@ -130,6 +130,8 @@ async def open_cart(desk: Desk, conn: AsyncConnection, session: Session) -> Row[
         )
         cart = await cart_for_update(conn, session.cart_id)
         assert cart is not None
+    if cart.status == "ended":  # the parent left: the session is over here too
+        raise Unauthenticated("session_ended")
     if cart.status == "paying":
         raise Refused("cart_locked", locked_until=str(cart.locked_until_ms or 0))
     if cart.status in ("paid", "confirmed"):
@@ -155,3 +157,31 @@ async def touch(desk: Desk, conn: AsyncConnection, cart: Row[Any]) -> None:
 def day_of(ms: int) -> date:
     """The UTC date at ``ms``."""
     return datetime.fromtimestamp(ms / 1000, UTC).date()
+
+
+async def end_session(desk: Desk, session: Session) -> int:
+    """The session ended without paying (the parent left the waiting room): its cart
+    holds no seat from now on (a cart ``ended`` is not live, seats.py) and takes no more
+    change, whatever replica or token asks. A cart locked for a payment is left to
+    settle; a paid one is done. Returns how many items it gave back."""
+    now = desk.clock_ms()
+    async with writing(desk.engine) as conn:
+        event = await event_row(conn, session.event_id)
+        cart = await cart_for_update(conn, session.cart_id)
+        if cart is None:  # left before any change: the cart is born ended
+            await conn.execute(
+                _insert_ignore(conn).values(
+                    id=session.cart_id,
+                    event_id=event.id,
+                    status="ended",
+                    hold_expires_at_ms=0,
+                    extension_used=False,
+                    created_at_ms=now,
+                )
+            )
+            return 0
+        if cart.status != "open":
+            return 0
+        held = len(await live_items(conn, cart, now))
+        await update_cart(conn, cart.id, status="ended", hold_expires_at_ms=0)
+        return held

@@ -14,7 +14,7 @@ import grpc
 
 from cart_service import catalogue, checkout, family_rules, holds, settlement, snapshots
 from cart_service import families as family_records
-from cart_service.desk import Desk, day_of
+from cart_service.desk import Desk, day_of, end_session
 from cart_service.families import Member
 from cart_service.model import ActivityInfo, CartSnapshot, Line, Outcome, Receipt, Session
 from cart_service.payment_port import CardInput
@@ -217,6 +217,16 @@ class CartServicer(pb_grpc.CartServiceServicer):
             self._desk.engine, request.client_number, request.phone
         )
         return pb.VerifyFamilyReply(client_number=family.client_number)
+
+    async def EndSession(
+        self, request: pb.EndSessionRequest, context: Context
+    ) -> pb.EndSessionReply:
+        if not caller().service:
+            raise Unauthenticated("service_credential_required")
+        if not request.event_id or not request.ticket_id:
+            raise FieldError("required", "ticket_id")
+        session = Session(request.event_id, request.ticket_id)
+        return pb.EndSessionReply(released=await end_session(self._desk, session))
 
     async def GetCart(self, request: pb.GetCartRequest, context: Context) -> pb.Cart:
         return cart_pb(await settlement.get_cart(self._desk, _session()), self._today())

@@ -23,12 +23,15 @@ from cart_service.payment_port import PaymentResult, PaymentUnreachable
 from cart_service.snapshots import cart_row, new_cart_number, new_owner_number, receipt_of
 from waitroom.db import reading, writing
 from waitroom.metrics import CHECKOUTS
+from waitroom.validation import Unauthenticated
 
 
 async def get_cart(desk: Desk, session: Session) -> CartSnapshot:
     """The session's cart; a payment lock past its time is settled first (FAQ 11)."""
     async with reading(desk.engine) as conn:
         cart = await cart_row(conn, session.cart_id)
+    if cart is not None and cart.status == "ended":
+        raise Unauthenticated("session_ended")
     if (
         cart is not None
         and cart.status == "paying"

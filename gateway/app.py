@@ -39,6 +39,7 @@ CART_REPEATABLE = (
     "SetPayer",
     "AcceptConditions",
     "Checkout",
+    "EndSession",
 )
 SETTINGS = web.AppKey("settings", Settings)
 

@@ -10,11 +10,14 @@ from ipaddress import IPv4Network, IPv6Network, ip_address
 from aiohttp import web
 
 from gateway import observe, proof
+from gateway.cart_calls import call_cart
 from gateway.replies import ApiError, bearer_token, error, json_errors, reply, unavailable
 from gateway.state import GATEWAY, Gateway
 from waitroom import ticket_ids
 from waitroom.events import public_event
 from waitroom.keys import EVENT_ID_RE, EventKeys
+from waitroom.pb.cart.v1 import cart_pb2
+from waitroom.rpc import bearer_metadata
 from waitroom.schedule import EventState
 from waitroom.settings import Settings
 from waitroom.tickets import JoinCode, LeaveOutcome, leave, requeue
@@ -360,16 +363,36 @@ async def _poll_in_full(request: web.Request) -> web.Response:
 
 @json_errors
 async def delete_ticket(request: web.Request) -> web.Response:
-    gw, view, _, arrival = await _ticket(request)
+    gw, view, ticket_id, arrival = await _ticket(request)
     outcome = await leave(gw.scripts, view.event_id, arrival)
     if outcome is LeaveOutcome.UNKNOWN:
         return error(404, "unknown_ticket")
     if outcome is not LeaveOutcome.ALREADY_GONE:
         kind = "E" if outcome is LeaveOutcome.SESSION_ENDED else "L"
         view.apply_log([f"{kind} {arrival}"], local=True)
+    if outcome is LeaveOutcome.SESSION_ENDED:
+        await _end_cart(gw, view.event_id, ticket_id)
     response = web.Response(status=204)
     response.del_cookie(cookie_name(view.event_id), path="/")
     return response
+
+
+async def _end_cart(gw: Gateway, event_id: str, ticket_id: str) -> None:
+    """Tell the cart service the session is over: its seats go back now, not when the
+    hold runs out, and its token opens nothing there any more. Best effort: the parent
+    has left either way, and the hold frees the seats at its end."""
+    token = gw.settings.service_token
+    if gw.cart is None or token is None:
+        return
+    try:
+        await call_cart(
+            gw,
+            "EndSession",
+            cart_pb2.EndSessionRequest(event_id=event_id, ticket_id=ticket_id),
+            bearer_metadata(token.get_secret_value()),
+        )
+    except ApiError as exc:
+        log.warning("cart of %s/%s not ended: %s", event_id, ticket_id, exc.code)
 
 
 @json_errors

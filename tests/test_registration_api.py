@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from cart_service.ledger import registrations
 from payment_adapter.store import payments, sandbox_charges
 from queue_service.service import QueueService
-from tests.conftest import wait_for
+from tests.conftest import join, poll, wait_for
 from tests.registration import (
     ANNE,
     APPROVE,
@@ -575,3 +575,46 @@ async def test_a_cart_service_on_three_listeners_serves_a_parent_through_each(
         status, paid = await _checkout(s, headers, APPROVE)
         assert (status, paid["outcome"]) == (200, "paid"), paid
         assert await _registered(s) == 2
+
+
+async def test_a_parent_who_leaves_frees_their_seats_at_once_and_the_cart_refuses_the_token(
+    stack: Stack,
+) -> None:
+    s = stack
+    ticket = await join(s.client, "camp")
+
+    async def admitted() -> bool:
+        ticket.update(await poll(s.client, ticket))
+        return bool(ticket["status"] == "admitted")
+
+    await wait_for(admitted)
+    leaving = {"Authorization": f"Bearer {ticket['admission']['token']}"}
+    await s.call("POST", "/cart/family", leaving, ROY)
+    _, added = await s.call(
+        "POST", "/cart/items", leaving, {"participant": LEA, "activity_ids": ["b78-w1"]}
+    )
+    assert added["outcomes"][0]["outcome"] == "held"  # the one place of b78-w1
+    resp = await s.client.delete(f"/api/v1/events/camp/tickets/{ticket['ticket_id']}")
+    assert resp.status == 204
+    # The cart service itself refuses the token now, not only the gateway.
+    async with grpc.aio.insecure_channel(s.settings.cart_target) as channel:
+        stub = cart_pb2_grpc.CartServiceStub(channel)
+        metadata = (("authorization", leaving["Authorization"]),)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetCart(cart_pb2.GetCartRequest(), metadata=metadata, timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "session_ended" in str(caught.value.debug_error_string() or caught.value.details())
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.EndSession(
+                cart_pb2.EndSessionRequest(event_id="camp", ticket_id="x"),
+                metadata=metadata,
+                timeout=5,
+            )
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED  # services only
+    # The seat went back at once, not at the end of the 20-minute hold.
+    other = await s.admitted()  # the Roys again, from another device
+    await s.call("POST", "/cart/family", other, ROY)
+    _, added = await s.call(
+        "POST", "/cart/items", other, {"participant": LEA, "activity_ids": ["b78-w1"]}
+    )
+    assert added["outcomes"][0]["outcome"] == "held", added

@@ -109,6 +109,11 @@ class CartServiceStub:
                 request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.IdentifyFamilyRequest.SerializeToString,
                 response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.VerifyFamilyReply.FromString,
                 _registered_method=True)
+        self.EndSession = channel.unary_unary(
+                '/waitroom.cart.v1.CartService/EndSession',
+                request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.EndSessionReply.FromString,
+                _registered_method=True)
 
 
 class CartServiceServicer:
@@ -215,6 +220,14 @@ class CartServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EndSession(self, request, context):
+        """The session ended without paying (the parent left): its cart holds no seat from now
+        on and takes no more change (the services' own credential only; the gateway calls).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CartServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -292,6 +305,11 @@ def add_CartServiceServicer_to_server(servicer, server):
                     servicer.VerifyFamily,
                     request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.IdentifyFamilyRequest.FromString,
                     response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.VerifyFamilyReply.SerializeToString,
+            ),
+            'EndSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSession,
+                    request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.EndSessionRequest.FromString,
+                    response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.EndSessionReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -699,6 +717,33 @@ class CartService:
             '/waitroom.cart.v1.CartService/VerifyFamily',
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.IdentifyFamilyRequest.SerializeToString,
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.VerifyFamilyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waitroom.cart.v1.CartService/EndSession',
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.EndSessionRequest.SerializeToString,
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.EndSessionReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,6 +66,10 @@ class CartServiceStub:
     """One chance per family: the gateway checks a family's client number and phone before
     the draw (the services' own credential only); the canonical client number back.
     """
+    EndSession: _grpc.UnaryUnaryMultiCallable[_cart_pb2.EndSessionRequest, _cart_pb2.EndSessionReply]
+    """The session ended without paying (the parent left): its cart holds no seat from now
+    on and takes no more change (the services' own credential only; the gateway calls).
+    """
 
 @_typing.type_check_only
 class CartServiceAsyncStub(CartServiceStub):
@@ -97,6 +101,10 @@ class CartServiceAsyncStub(CartServiceStub):
     VerifyFamily: _aio.UnaryUnaryMultiCallable[_cart_pb2.IdentifyFamilyRequest, _cart_pb2.VerifyFamilyReply]  # type: ignore[assignment]
     """One chance per family: the gateway checks a family's client number and phone before
     the draw (the services' own credential only); the canonical client number back.
+    """
+    EndSession: _aio.UnaryUnaryMultiCallable[_cart_pb2.EndSessionRequest, _cart_pb2.EndSessionReply]  # type: ignore[assignment]
+    """The session ended without paying (the parent left): its cart holds no seat from now
+    on and takes no more change (the services' own credential only; the gateway calls).
     """
 
 class CartServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -216,6 +224,16 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cart_pb2.VerifyFamilyReply, _abc.Awaitable[_cart_pb2.VerifyFamilyReply]]:
         """One chance per family: the gateway checks a family's client number and phone before
         the draw (the services' own credential only); the canonical client number back.
+        """
+
+    @_abc_1.abstractmethod
+    def EndSession(
+        self,
+        request: _cart_pb2.EndSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cart_pb2.EndSessionReply, _abc.Awaitable[_cart_pb2.EndSessionReply]]:
+        """The session ended without paying (the parent left): its cart holds no seat from now
+        on and takes no more change (the services' own credential only; the gateway calls).
         """
 
 def add_CartServiceServicer_to_server(servicer: CartServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
