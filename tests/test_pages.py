@@ -41,6 +41,7 @@ from tests.registration import (
     Stack,
     registration_stack,
 )
+from tests.support.a11y import serious_violations
 from tests.support.tools import unavailable
 from waitroom.settings import Settings
 
@@ -126,6 +127,7 @@ async def test_a_parent_waits_is_admitted_registers_two_children_and_pays(
         await expect(page.locator("#wr-eta")).not_to_be_empty()
         await page.set_viewport_size(PHONE)
         await _snap(page, shots, "waiting-position-phone")
+        assert await serious_violations(page) == []  # axe-core: waiting, with a position
         await page.set_viewport_size(DESKTOP)
         resp = await s.client.delete(f"/api/v1/events/{EVENT}/tickets/{first['ticket_id']}")
         assert resp.status == 204  # the first session ends: this parent's turn
@@ -145,6 +147,7 @@ async def test_a_parent_waits_is_admitted_registers_two_children_and_pays(
                 page.locator(f"tr:has(button[data-activity='{activity}']) .outcome")
             ).to_have_text("Ajouté au panier.")
         await _snap(page, shots, "register-search-desktop")
+        steps = {"search": await serious_violations(page)}
         # Step 2: the cart; a second child added to the family and to the same weeks.
         await page.click("a[data-step=cart]")
         await expect(page.locator("#hold")).to_contain_text("Panier réservé jusqu'à")
@@ -157,6 +160,7 @@ async def test_a_parent_waits_is_admitted_registers_two_children_and_pays(
         await expect(page.locator("#cart-items li")).to_have_count(4)
         await page.set_viewport_size(PHONE)
         await _snap(page, shots, "register-cart-phone")
+        steps["cart"] = await serious_violations(page)
         await page.set_viewport_size(DESKTOP)
         # Step 3: payer (a wrong one first: the error sits by the field) and conditions.
         await page.click("a[data-step=payer]")
@@ -170,11 +174,13 @@ async def test_a_parent_waits_is_admitted_registers_two_children_and_pays(
         await page.select_option("#payer-form [name=member]", ANNE)
         await page.click("#payer-form button")
         await expect(page.locator("#payer-done")).to_have_text("Payeur confirmé : Anne Roy.")
+        steps["payer"] = await serious_violations(page)
         await page.check("#conditions-form [name=accepted]")
         await page.click("#conditions-form button")
         await expect(page).to_have_url(re.compile("#pay$"))
         # Step 4: pay with a sandbox card, as typed with spaces.
         await expect(page.locator("#pay-button")).to_contain_text("500,00")
+        steps["pay"] = await serious_violations(page)
         await page.fill("#pay-form [name=number]", "4242 4242 4242 4242")
         await page.fill("#pay-form [name=expiry]", "12/30")
         await page.fill("#pay-form [name=cvv]", "123")
@@ -185,6 +191,8 @@ async def test_a_parent_waits_is_admitted_registers_two_children_and_pays(
         await expect(page.locator("#receipt-cart-number")).to_have_text(re.compile(r"^\d{8}$"))
         await expect(page.locator("#receipt tbody tr")).to_have_count(4)
         await _snap(page, shots, "register-receipt-desktop")
+        steps["receipt"] = await serious_violations(page)
+        assert {step: v for step, v in steps.items() if v} == {}  # axe-core, every step
         assert await _count(s, registrations) == 4
         await context.close()
 
@@ -410,6 +418,41 @@ async def test_a_family_enters_the_draw_once_from_the_waiting_room(
         await expect(form.locator('[data-error=""]')).to_contain_text("un autre billet")
         await device.close()
         await context.close()
+
+
+async def test_every_page_has_no_serious_accessibility_violation(
+    settings: Settings,
+    redis: Redis,
+    sqlite_url: str,
+    aiohttp_client: ClientFactory,
+    browser: Browser,
+) -> None:
+    """axe-core on every page a parent meets before admission, in both languages (the
+    steps behind the door are checked in the walk-through test above)."""
+    rules = {"opens_in": 600, "one_per_family": True}
+    async with registration_stack(
+        settings, redis, sqlite_url, aiohttp_client, event_rules=rules
+    ) as s:
+        base = str(s.client.make_url("/"))
+        found: dict[str, list[str]] = {}
+        for lang, locale in (("fr", "fr-CA"), ("en", "en-CA")):
+            context = await browser.new_context(viewport=PHONE, locale=locale)
+            page = await context.new_page()
+            await page.goto(base + f"events/{EVENT}/?lang={lang}")
+            await expect(page.locator("#wr-family")).to_be_visible(timeout=15_000)
+            found[f"waiting room ({lang})"] = await serious_violations(page)
+            await page.goto(base + f"events/{EVENT}/draw?lang={lang}")
+            found[f"draw ({lang})"] = await serious_violations(page)
+            await page.goto(base + f"register/{EVENT}/?lang={lang}")
+            await expect(page.locator("#browse-note")).to_be_visible()
+            await page.check("#parks input[value='Parc A']")
+            await page.click("#search-form button")
+            await expect(page.locator("#results table")).to_be_visible()
+            found[f"browsing ({lang})"] = await serious_violations(page)
+            await page.goto(base + f"receipts/?lang={lang}")
+            found[f"receipt reprint ({lang})"] = await serious_violations(page)
+            await context.close()
+        assert {page: v for page, v in found.items() if v} == {}
 
 
 async def _skipped(s: Stack) -> bool:
