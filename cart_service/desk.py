@@ -145,12 +145,15 @@ async def open_cart(desk: Desk, conn: AsyncConnection, session: Session) -> Row[
 
 
 async def touch(desk: Desk, conn: AsyncConnection, cart: Row[Any]) -> None:
-    """Every change restarts the hold (FAQ 8) when the cart holds something."""
+    """Every change lengthens the hold (FAQ 8: "chaque modification viendra allonger la
+    durée") when the cart holds something: to twenty minutes from now at least, never
+    shorter than it was (an extension's time is kept)."""
     holds_something = exists().where(cart_items.c.cart_id == cart.id)
+    until = max(cart.hold_expires_at_ms, desk.clock_ms() + desk.hold_ms)
     await conn.execute(
         update(carts)
         .where(carts.c.id == cart.id)
-        .values(hold_expires_at_ms=case((holds_something, desk.clock_ms() + desk.hold_ms), else_=0))
+        .values(hold_expires_at_ms=case((holds_something, until), else_=0))
     )
 
 

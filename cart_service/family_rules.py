@@ -23,6 +23,10 @@ from cart_service.snapshots import live_items, unused
 from waitroom.validation import FieldError, Refused
 
 RELATIONSHIPS = ("responsible", "spouse", "parent", "other", "child")
+# Who a parent may add online (Québec FAQ 4: the rest of the record goes through the
+# office): a child, or another adult who is never the payer of childcare. Never a second
+# "responsible" (the Relevé 24 goes to the responsible person).
+ONLINE_RELATIONSHIPS = ("child", "other")
 ADULT_AGE = 18
 
 
@@ -64,6 +68,8 @@ async def add_member(
         raise FieldError("invalid_date", "birth_date")
     if relationship not in RELATIONSHIPS:
         raise FieldError("invalid_relationship", "relationship")
+    if relationship not in ONLINE_RELATIONSHIPS:
+        raise FieldError("relationship_needs_office", "relationship")
     if class_level is not None and not 0 <= class_level <= 12:
         raise FieldError("invalid_class_level", "class_level")
     async with changing(desk, session) as change:

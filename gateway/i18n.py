@@ -202,6 +202,8 @@ FR: dict[str, str] = {
     "err.payer_too_young": "Le payeur doit avoir 18 ans ou plus.",
     "err.payer_must_be_responsible": "Pour une activité de garde (relevé 24), le responsable"
     " du dossier doit payer.",
+    "err.relationship_needs_office": "En ligne, vous pouvez ajouter un enfant ou un autre"
+    " adulte; tout autre changement au dossier familial passe par le bureau.",
     "err.payer_other_family": "Le payeur doit appartenir au dossier identifié.",
     "err.payer_required": "Confirmez d'abord le payeur.",
     "err.invalid_email": "Adresse courriel invalide.",
@@ -404,6 +406,8 @@ EN: dict[str, str] = {
     "err.payer_is_child": "A child cannot be the payer.",
     "err.payer_too_young": "The payer must be 18 or older.",
     "err.payer_must_be_responsible": "For childcare (Relevé 24), the record holder must pay.",
+    "err.relationship_needs_office": "Online you can add a child or another adult; any"
+    " other change to your family record goes through the office.",
     "err.payer_other_family": "The payer must belong to the identified record.",
     "err.payer_required": "Confirm the payer first.",
     "err.invalid_email": "Invalid email address.",

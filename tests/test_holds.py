@@ -57,6 +57,20 @@ async def test_the_hold_extends_once(desk: Desk) -> None:
     assert caught.value.code == "extension_used"
 
 
+async def test_a_change_after_the_extension_never_shortens_the_hold(desk: Desk) -> None:
+    """Québec FAQ 8: "chaque modification viendra allonger la durée"."""
+    clock = clock_of(desk)
+    await holds.add_items(desk, ROY, "K0", ["a78-w1"])  # hold: NOW + 60 s (test hold)
+    cart = await holds.extend(desk, ROY)
+    assert cart.hold_expires_at_ms == NOW + 120_000
+    clock.ms += 10_000
+    cart, _ = await holds.add_items(desk, ROY, "K0", ["a78-w2"])
+    assert cart.hold_expires_at_ms == NOW + 120_000  # not now + 60 s: the extension kept
+    clock.ms += 80_000  # 30 s left: a change gives twenty "minutes" from now again
+    cart = await holds.remove_item(desk, ROY, "a78-w2", "K0")
+    assert cart.hold_expires_at_ms == NOW + 90_000 + 60_000
+
+
 async def test_duplicate_copies_a_participant_to_every_chosen_week(desk: Desk) -> None:
     with pytest.raises(Refused) as caught:
         await holds.duplicate(desk, ROY, "K0")

@@ -389,6 +389,9 @@ async def test_a_payment_never_answered_and_never_charged_unlocks_the_cart(stack
     assert paid["outcome"] == "paid"
 
 
+ADULT = {"first_name": "X", "last_name": "Roy", "birth_date": "1980-01-01"}
+
+
 async def test_unauthenticated_and_bad_input_are_json_4xx_and_change_nothing(
     stack: Stack,
 ) -> None:
@@ -433,6 +436,12 @@ async def test_unauthenticated_and_bad_input_are_json_4xx_and_change_nothing(
          "unknown_member"),
         ("POST", "/cart/members", {"first_name": "A", "last_name": "B", "birth_date": "2090-01-01",
                                    "relationship": "child"}, 422, "invalid_date"),
+        # Québec FAQ 4 and 13: online, a child or another adult only, never a second
+        # "responsible" who would become the payer of childcare.
+        ("POST", "/cart/members", {**ADULT, "relationship": "responsible"}, 422,
+         "relationship_needs_office"),
+        ("POST", "/cart/members", {**ADULT, "relationship": "spouse"}, 422,
+         "relationship_needs_office"),
         ("POST", "/cart/waiting-list", {"activity_id": "a78-w1", "participant": LEA}, 409,
          "places_left"),
         ("POST", "/cart/checkout", {}, 409, "cart_empty"),
