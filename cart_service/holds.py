@@ -33,7 +33,9 @@ async def add_items(
     desk: Desk, session: Session, participant: str, activity_ids: Sequence[str]
 ) -> tuple[CartSnapshot, list[Outcome]]:
     """Put ``participant`` in each activity, holding a seat in each; a full one offers
-    its waiting list, an ineligible one is refused with the reason."""
+    its waiting list, an ineligible one is refused with the reason. Idempotent: an
+    activity this cart already holds for ``participant`` is "held" again, nothing added
+    (so the gateway may send the call again to another replica when one dies)."""
     wanted = list(dict.fromkeys(a.strip() for a in activity_ids if a.strip()))
     if not wanted:
         raise FieldError("required", "activity_ids")
@@ -47,7 +49,11 @@ async def add_items(
         await lock_activities(conn, session.event_id, wanted)
         found = await candidates(conn, session.event_id, wanted, member.id, now)
         results = {a: _outcome(a, found.get(a), cart.id, member) for a in wanted}
-        held = [found[a].activity for a, o in results.items() if o.outcome == "held"]
+        # Already held here (a retry of this very call, a second click): held, once.
+        mine = {a for a in wanted if a in found and found[a].holder == cart.id}
+        held = [
+            found[a].activity for a, o in results.items() if o.outcome == "held" and a not in mine
+        ]
         if held:
             await conn.execute(
                 insert(cart_items),
@@ -227,8 +233,8 @@ def _outcome(
         return Outcome(activity_id, "refused", *refusal)
     if found.registered:
         return Outcome(activity_id, "refused", "already_registered")
-    if found.holder == cart_id:
-        return Outcome(activity_id, "refused", "already_in_cart")
+    if found.holder == cart_id:  # asking again for what this cart holds: the same answer
+        return Outcome(activity_id, "held")
     if found.holder is not None:
         return Outcome(activity_id, "refused", "already_in_another_cart")
     if found.taken >= found.activity.capacity:

@@ -28,14 +28,16 @@ log = logging.getLogger(__name__)
 
 CART_SERVICE = cart_pb2.DESCRIPTOR.services_by_name["CartService"].full_name
 # Cart calls the gateway tries again on another replica when the one reached is
-# UNAVAILABLE: reads, settings that land the same twice, and checkout (its idempotency
-# key makes a second try find the first one's payment).
+# UNAVAILABLE: reads, settings that land the same twice, adding items (what the cart
+# already holds is "held" again, not added twice), and checkout (its idempotency key
+# makes a second try find the first one's payment).
 CART_REPEATABLE = (
     "SearchCatalogue",
     "BrowseCatalogue",
     "GetCart",
     "GetReceipt",
     "IdentifyFamily",
+    "AddItems",
     "SetPayer",
     "AcceptConditions",
     "Checkout",

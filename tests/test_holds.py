@@ -36,6 +36,17 @@ async def test_a_hold_runs_from_the_last_change(desk: Desk) -> None:
     assert [line.activity.id for line in cart.items] == ["a78-w1", "a78-w2"]
 
 
+async def test_adding_again_what_the_cart_holds_is_held_once(desk: Desk) -> None:
+    """The gateway sends AddItems again when a replica dies mid-call: the second try
+    answers "held" for what the first one took, and takes nothing twice."""
+    first, _ = await holds.add_items(desk, ROY, "K0", ["a78-w1"])
+    again, outcomes = await holds.add_items(desk, ROY, "K0", ["a78-w1", "a78-w2"])
+    assert [o.outcome for o in outcomes] == ["held", "held"]
+    assert [line.activity.id for line in again.items] == ["a78-w1", "a78-w2"]
+    places = {line.activity.id: line.activity.places_left for line in again.items}
+    assert places == {"a78-w1": 9, "a78-w2": 9}  # one seat each, not two
+
+
 async def test_a_cart_line_counts_every_family_s_seats(desk: Desk) -> None:
     other = Session("camp", "other")
     await family_rules.identify(desk, other, "900001", "418 555-0001")
