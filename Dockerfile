@@ -51,7 +51,7 @@ ENV PATH=/opt/waitroom/bin:$PATH \
     WAITROOM_GRPC_HOST=0.0.0.0
 USER 10001:10001
 WORKDIR /tmp
-EXPOSE 8080 8081 50051 50052 50053 9101 9102 9103
+EXPOSE 8080 8081 8090 50051 50052 50053 9101 9102 9103
 # Whichever process runs here: its HTTP /healthz or its gRPC health service.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python3", "-m", "waitroom.healthcheck"]

@@ -14,6 +14,8 @@ class CardInput:
     number: str
     expiry: str
     cvv: str
+    # The provider's one-time token (hosted card fields): then the card fields are empty.
+    token: str = ""
 
     def __repr__(self) -> str:  # never log a card
         return "CardInput(***)"

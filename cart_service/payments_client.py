@@ -61,6 +61,7 @@ class GrpcPayments:
             currency=currency,
             card=pb.Card(number=card.number, expiry=card.expiry, cvv=card.cvv),
             description=description,
+            card_token=card.token,
         )
         try:
             payment = await self._stub.Charge(

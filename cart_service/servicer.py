@@ -300,7 +300,9 @@ class CartServicer(pb_grpc.CartServiceServicer):
         return cart_pb(cart, self._today())
 
     async def Checkout(self, request: pb.CheckoutRequest, context: Context) -> pb.CheckoutReply:
-        card = CardInput(request.card_number, request.card_expiry, request.card_cvv)
+        card = CardInput(
+            request.card_number, request.card_expiry, request.card_cvv, request.card_token
+        )
         result = await checkout.checkout(self._desk, _session(), request.idempotency_key, card)
         return pb.CheckoutReply(
             outcome=result.outcome,

@@ -142,6 +142,13 @@ FR: dict[str, str] = {
     "field.accepted": "Conditions",
     "pay.title": "Paiement par carte de crédit",
     "pay.cards": "Visa et Mastercard seulement.",
+    "pay.hosted": "Votre carte est saisie sur la page de notre fournisseur de paiement :"
+    " elle ne passe jamais par nos serveurs. Entrez-la, « Utiliser cette carte », puis"
+    " payez.",
+    "pay.card_frame": "Carte de paiement (fournisseur de paiement)",
+    "pay.card_ready": "Carte {brand} ****{last4} prête.",
+    "err.card_required": "Entrez d'abord votre carte dans le cadre ci-dessus.",
+    "err.invalid_card_token": "Entrez votre carte de nouveau.",
     "field.number": "Numéro de carte",
     "field.expiry": "Expiration (MM/AA)",
     "field.cvv": "Code de sécurité (3 chiffres)",
@@ -349,6 +356,12 @@ EN: dict[str, str] = {
     "field.accepted": "Conditions",
     "pay.title": "Credit card payment",
     "pay.cards": "Visa and Mastercard only.",
+    "pay.hosted": "You type your card on our payment provider's page: it never goes"
+    " through our servers. Enter it, \"Use this card\", then pay.",
+    "pay.card_frame": "Payment card (payment provider)",
+    "pay.card_ready": "Card {brand} ****{last4} ready.",
+    "err.card_required": "First enter your card in the frame above.",
+    "err.invalid_card_token": "Please enter your card again.",
     "field.number": "Card number",
     "field.expiry": "Expiry (MM/YY)",
     "field.cvv": "Security code (3 digits)",

@@ -6,7 +6,9 @@ away; no framework and no build step. The pages talk to the JSON API only.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 import orjson
@@ -36,11 +38,12 @@ _MESSAGES_JSON = {
 # A page runs only its own scripts and styles, is never framed, and tells no other site
 # where the parent came from; the admission token lives in sessionStorage, so a script
 # injected from elsewhere is what these keep out.
+POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+    " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none';"
+    " frame-src {fields}"  # the payment provider's hosted card fields, and nothing else
+)
 PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
-        " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
@@ -57,25 +60,36 @@ def _render(request: web.Request, template: str, event_id: str = "") -> web.Resp
         request.headers.get("Accept-Language", ""),
     )
     table = MESSAGES[lang]
+    fields = _origin_of(gateway_of(request).settings.payment_fields_url)
     html = _env.get_template(template).render(
         lang=lang,
         other_lang="en" if lang == "fr" else "fr",
         t=table.__getitem__,
         event_id=event_id,
+        fields_url=fields,
         messages_json=Markup(_MESSAGES_JSON[lang]),
     )
-    response = web.Response(
-        text=html,
-        content_type="text/html",
-        charset="utf-8",
-        headers={**PAGE_HEADERS, "Content-Language": lang},
-    )
+    headers = {
+        **PAGE_HEADERS,
+        "Content-Security-Policy": POLICY.format(fields=fields or "'none'"),
+        "Content-Language": lang,
+    }
+    response = web.Response(text=html, content_type="text/html", charset="utf-8", headers=headers)
     if request.query.get("lang") in LANGUAGES:
         secure = gateway_of(request).settings.secure_cookies
         response.set_cookie(
             LANG_COOKIE, lang, max_age=365 * 86400, path="/", samesite="Lax", secure=secure
         )
     return response
+
+
+@functools.lru_cache(maxsize=4)
+def _origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of the hosted card fields' URL ("" when not http(s))."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _event_id(request: web.Request) -> str:

@@ -89,7 +89,11 @@ class CardBody(Body):
 
 
 class CheckoutBody(Body):
-    card: CardBody | None = None  # not needed when the event defers payment
+    # One of the two (neither when the event defers payment): the one-time token of the
+    # provider's hosted card fields (what the page sends: the card never reaches us), or
+    # the card itself (the sandbox's load drills; off with WAITROOM_ACCEPT_CARD_NUMBERS).
+    card_token: str | None = Field(None, min_length=1, max_length=100)
+    card: CardBody | None = None
 
 
 class ReceiptLookupBody(Body):
@@ -259,9 +263,17 @@ async def checkout(request: web.Request) -> web.Response:
     if not 8 <= len(key) <= 100:
         raise ApiError(400, "idempotency_key_required", field="Idempotency-Key")
     body = await _body(request, CheckoutBody)
+    if body.card is not None and body.card_token is not None:
+        raise ApiError(422, "invalid", field="card_token", detail="card or card_token, not both")
+    if body.card is not None and not gw.settings.accept_card_numbers:
+        raise ApiError(422, "card_numbers_not_accepted", field="card")
     card = body.card or CardBody(number="", expiry="", cvv="")
     message = pb.CheckoutRequest(
-        idempotency_key=key, card_number=card.number, card_expiry=card.expiry, card_cvv=card.cvv
+        idempotency_key=key,
+        card_number=card.number,
+        card_expiry=card.expiry,
+        card_cvv=card.cvv,
+        card_token=body.card_token or "",
     )
     result = await call_cart(gw, "Checkout", message, meta)
     if result.outcome in ("paid", "confirmed"):

@@ -8,6 +8,7 @@ import logging
 
 import uvloop
 
+from payment_adapter import hosted
 from payment_adapter.payments import PaymentService
 from payment_adapter.providers import SandboxProvider
 from payment_adapter.servicer import SERVICE_NAME, PaymentAdapterServicer
@@ -59,6 +60,11 @@ async def serve(
     )
     log.info("payment adapter (%s): gRPC on %s:%d", provider.name, settings.grpc_host, running.port)
     metrics.serve(settings.grpc_host, settings.payment_metrics_port)
+    fields = None
+    if settings.sandbox_fields_port:  # the sandbox provider's own page (hosted.py)
+        fields = await hosted.serve(
+            provider, settings.sandbox_fields_host, settings.sandbox_fields_port
+        )
     if ready is not None:
         ready.set()
     older_than_ms = int(settings.provider_timeout_s * 2000)
@@ -72,6 +78,8 @@ async def serve(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.settle_interval_s)
     await running.stop()
+    if fields is not None:
+        await fields.cleanup()
     await engine.dispose()
 
 

@@ -104,8 +104,10 @@ class PaymentService:
         expiry: str,
         cvv: str,
         description: str = "",
+        card_token: str = "",
     ) -> PaymentRecord:
-        """Charge once per ``key``; a key seen before returns its payment (reconciled)."""
+        """Charge once per ``key``; a key seen before returns its payment (reconciled).
+        ``card_token``: the hosted card fields' token, instead of the card."""
         key = key.strip()
         if not 8 <= len(key) <= 100:
             raise FieldError("invalid_idempotency_key", "idempotency_key")
@@ -115,6 +117,13 @@ class PaymentService:
             raise FieldError("invalid_amount", "amount_cents")
         if currency not in CURRENCIES:
             raise FieldError("unsupported_currency", "currency")
+        if card_token:
+            if len(card_token) > 100:
+                raise FieldError("invalid_card_token", "card_token")
+            found = await self.provider.card_of(card_token)
+            if found is None:
+                raise FieldError("invalid_card_token", "card_token")
+            number, expiry, cvv = found
         card = parse_card(number, expiry, cvv, self._now())
         existing = await self._get(key)
         if existing is None:

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_adapter.cards import Card
-from payment_adapter.store import sandbox_charges
+from payment_adapter.store import sandbox_card_tokens, sandbox_charges
 from waitroom.db import reading, writing
 
 
@@ -57,10 +57,16 @@ class Provider(Protocol):
     async def lookup(self, key: str) -> Answer | None:
         """What happened to the charge under ``key``; None if the provider never made it."""
 
+    async def card_of(self, token: str) -> tuple[str, str, str] | None:
+        """The card (number, expiry, code) a hosted-fields token stands for; None when
+        the token is unknown or expired. A real provider charges the token itself."""
+
 
 DECLINES = {"4000000000000002": "card_declined", "4000000000009995": "insufficient_funds"}
 CHARGED_BUT_SILENT = "4000000000000119"
 SILENT = "4000000000000127"
+# How long a hosted-fields token can be charged (the page's payment step, with margin).
+TOKEN_TTL_MS = 30 * 60 * 1000
 
 
 class SandboxProvider:
@@ -111,6 +117,34 @@ class SandboxProvider:
             return answer
         finally:
             self.in_flight -= 1
+
+    async def tokenize(self, number: str, expiry: str, cvv: str) -> str:
+        """The hosted card fields' token for a card (checked before: cards.parse_card)."""
+        token = f"tok_{secrets.token_urlsafe(24)}"
+        async with writing(self._engine) as conn:
+            await conn.execute(
+                insert(sandbox_card_tokens).values(
+                    token=token,
+                    number=number,
+                    expiry=expiry,
+                    cvv=cvv,
+                    created_at_ms=int(time.time() * 1000),
+                )
+            )
+        return token
+
+    async def card_of(self, token: str) -> tuple[str, str, str] | None:
+        oldest = int(time.time() * 1000) - TOKEN_TTL_MS
+        async with reading(self._engine) as conn:
+            row = (
+                await conn.execute(
+                    select(sandbox_card_tokens).where(
+                        sandbox_card_tokens.c.token == token,
+                        sandbox_card_tokens.c.created_at_ms >= oldest,
+                    )
+                )
+            ).one_or_none()
+        return None if row is None else (row.number, row.expiry, row.cvv)
 
     async def lookup(self, key: str) -> Answer | None:
         async with reading(self._engine) as conn:

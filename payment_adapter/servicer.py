@@ -55,6 +55,7 @@ class PaymentAdapterServicer(pb_grpc.PaymentAdapterServicer):
             request.card.expiry,
             request.card.cvv,
             request.description,
+            request.card_token,
         )
         return to_pb(record)
 

@@ -43,6 +43,19 @@ sandbox_charges = Table(
 )
 
 
+# The sandbox provider's hosted card fields: a card typed on the provider's own page
+# becomes a token the browser hands to the registration; the card stays here.
+sandbox_card_tokens = Table(
+    "sandbox_card_tokens",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("number", String(19), nullable=False),
+    Column("expiry", String(7), nullable=False),
+    Column("cvv", String(4), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+)
+
+
 # One row per payment allowed in flight toward the provider at once, for every adapter
 # replica together (``payment_adapter.slots``; PostgreSQL only).
 provider_slots = Table(

@@ -159,13 +159,15 @@ async def registration_stack(
     catcher = MailCatcher()
     smtp = Controller(catcher, hostname="127.0.0.1", port=free_port())
     smtp.start()
-    cart_port, payment_port = free_port(), free_port()
+    cart_port, payment_port, fields_port = free_port(), free_port(), free_port()
     values: dict[str, Any] = {
         "database_url": ledger_url,
         "cart_grpc_port": cart_port,
         "payment_grpc_port": payment_port,
         "cart_target": f"127.0.0.1:{cart_port}",
         "payment_target": f"127.0.0.1:{payment_port}",
+        "sandbox_fields_port": fields_port,
+        "payment_fields_url": f"http://127.0.0.1:{fields_port}",
         "service_token": SERVICE_TOKEN,
         "smtp_port": smtp.port,
         "sandbox_latency_ms": 0,

@@ -39,7 +39,7 @@ async def test_a_hold_runs_from_the_last_change(desk: Desk) -> None:
 async def test_adding_again_what_the_cart_holds_is_held_once(desk: Desk) -> None:
     """The gateway sends AddItems again when a replica dies mid-call: the second try
     answers "held" for what the first one took, and takes nothing twice."""
-    first, _ = await holds.add_items(desk, ROY, "K0", ["a78-w1"])
+    await holds.add_items(desk, ROY, "K0", ["a78-w1"])
     again, outcomes = await holds.add_items(desk, ROY, "K0", ["a78-w1", "a78-w2"])
     assert [o.outcome for o in outcomes] == ["held", "held"]
     assert [line.activity.id for line in again.items] == ["a78-w1", "a78-w2"]

@@ -92,6 +92,16 @@ async def _count(s: Stack, table: Any) -> int:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
 
 
+async def _card(page: Page, number: str) -> None:
+    """Type a card into the payment provider's hosted fields (its own frame) and submit it:
+    the frame hands the page a one-time token, never the card."""
+    frame = page.frame_locator("#card-frame")
+    await frame.locator("[name=number]").fill(number)
+    await frame.locator("[name=expiry]").fill("12/30")
+    await frame.locator("[name=cvv]").fill("123")
+    await frame.locator("button").click()
+
+
 async def _snap(page: Page, shots: Path, name: str) -> None:
     await page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
@@ -181,9 +191,8 @@ async def test_a_parent_waits_is_admitted_registers_two_children_and_pays(
         # Step 4: pay with a sandbox card, as typed with spaces.
         await expect(page.locator("#pay-button")).to_contain_text("500,00")
         steps["pay"] = await serious_violations(page)
-        await page.fill("#pay-form [name=number]", "4242 4242 4242 4242")
-        await page.fill("#pay-form [name=expiry]", "12/30")
-        await page.fill("#pay-form [name=cvv]", "123")
+        await _card(page, "4242 4242 4242 4242")  # in the provider's frame, not our page
+        await expect(page.locator("#card-ready")).to_contain_text("****4242")
         await page.click("#pay-button")
         await expect(page.locator("#receipt h2")).to_have_text(
             "Paiement effectué avec succès – Confirmation"
@@ -234,20 +243,23 @@ async def test_a_declined_card_then_a_retry_and_the_back_button(
         await expect(page.locator("#step-cart")).to_be_visible()
         await page.go_forward()
         await expect(page.locator("#step-pay")).to_be_visible()
-        await page.fill("#pay-form [name=number]", "4000 0000 0000 0002")
-        await page.fill("#pay-form [name=expiry]", "12/30")
-        await page.fill("#pay-form [name=cvv]", "123")
+        await page.click("#pay-button")  # no card yet
+        await expect(page.locator("#pay-form [data-error=card_token]")).to_contain_text(
+            "First enter your card"
+        )
+        await _card(page, "4000 0000 0000 0002")
+        await expect(page.locator("#card-ready")).to_contain_text("****0002")
         await page.click("#pay-button")
         await expect(page.locator("#pay-form [data-error='']")).to_contain_text(
             "Payment declined (card declined by the bank)"
         )
-        await page.fill("#pay-form [name=number]", "4242")  # a wrong number: shown by the field
-        await page.click("#pay-button")
+        await _card(page, "4242")  # a wrong number: the provider's frame says, by the field
         await expect(page.locator("#pay-form [data-error=number]")).to_have_text(
             "Invalid card number."
         )
         await _snap(page, shots, "register-declined-desktop")
-        await page.fill("#pay-form [name=number]", "5555-5555-5555-4444")
+        await _card(page, "5555-5555-5555-4444")
+        await expect(page.locator("#card-ready")).to_contain_text("****4444")
         await page.click("#pay-button")
         await expect(page.locator("#receipt h2")).to_have_text("Payment successful – Confirmation")
         # Back after paying: still the receipt; no second payment, no second registration.

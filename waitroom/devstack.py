@@ -78,6 +78,8 @@ def private_env() -> dict[str, str]:
         "WAITROOM_CART_METRICS_PORT": "0",
         "WAITROOM_PAYMENT_METRICS_PORT": "0",
         "WAITROOM_SMTP_PORT": str(free_port()),
+        "WAITROOM_SANDBOX_FIELDS_PORT": (fields := str(free_port())),
+        "WAITROOM_PAYMENT_FIELDS_URL": f"http://127.0.0.1:{fields}",
         "WAITROOM_TICKET_SECRET": secrets.token_urlsafe(32),
         "WAITROOM_TOKEN_SIGNING_KEY": new_signing_key(),
         "WAITROOM_ADMIN_TOKEN": secrets.token_urlsafe(24),

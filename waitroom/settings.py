@@ -133,6 +133,16 @@ class Settings(BaseSettings):
     payment_provider: str = Field("sandbox", pattern=r"^sandbox$")
     provider_concurrency: int = Field(8, ge=1, le=1000)
     provider_timeout_s: float = Field(10.0, gt=0, le=300)
+    # The sandbox provider's hosted card fields (its own small page, as a real provider's
+    # hosted fields): served by the payment adapter on this port (0: not served); the
+    # gateway's pages frame it from payment_fields_url.
+    sandbox_fields_host: str = "127.0.0.1"
+    sandbox_fields_port: int = Field(8090, ge=0, le=65535)
+    payment_fields_url: str = "http://127.0.0.1:8090"
+    # Whether checkout still takes a card number itself (the sandbox's load drills and
+    # API tests). The pages never send one; a deployment with a real provider turns this
+    # off so that no card can reach our services (PCI DSS SAQ A).
+    accept_card_numbers: bool = True
     # Simulated provider latency (sandbox only).
     sandbox_latency_ms: int = Field(150, ge=0, le=60_000)
     # How long a cart holds its seats after each change (Québec FAQ 8: 20 minutes).

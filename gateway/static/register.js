@@ -10,6 +10,7 @@
   const receiptKey = "wr_receipt_" + event;
   const payKey = "wr_paykey_" + event;
   let token = "";
+  let cardToken = ""; // the payment provider's one-time token for the card typed in its frame
   let browsing = false; // no admission: the catalogue only, places as levels
   let cart = null;
   let holdTimer = 0;
@@ -125,6 +126,7 @@
     renderHold();
     $("pay-deferred").hidden = !cart.payment_deferred;
     $("card-fields").hidden = cart.payment_deferred;
+    loadCardFrame();
     $("pay-button").textContent = cart.payment_deferred ? t("pay.confirm") : t("pay.submit", { total: money(cart.total_cents) });
     $("extend").disabled = cart.extension_used || !cart.items.length;
     $("extend").textContent = cart.extension_used ? t("reg.extended") : t("reg.extend");
@@ -295,7 +297,11 @@
     // back-and-forth during payment never charges twice.
     let key = sessionStorage.getItem(payKey);
     if (!key) { key = crypto.randomUUID(); sessionStorage.setItem(payKey, key); }
-    const body = cart && cart.payment_deferred ? {} : { card: fields(form) };
+    if (!(cart && cart.payment_deferred) && !cardToken) {
+      form.querySelector('[data-error="card_token"]').textContent = errorText("card_required");
+      return;
+    }
+    const body = cart && cart.payment_deferred ? {} : { card_token: cardToken };
     const reply = await call("POST", "/cart/checkout", body, { "Idempotency-Key": key });
     if (reply.status === 401) { lockedOut(); return; }
     if (reply.status >= 400) {
@@ -307,6 +313,7 @@
     if (result.outcome === "paid" || result.outcome === "confirmed") {
       sessionStorage.removeItem(payKey);
       sessionStorage.setItem(receiptKey, JSON.stringify(result.receipt));
+      cardToken = "";
       form.reset();
       location.hash = "#receipt";
       show();
@@ -326,6 +333,28 @@
           if (cart.status === "paid") status(t("receipt.title") + " — " + t("receipt.cart_number") + " " + cart.cart_number);
         }
       }, 3000);
+    }
+  });
+
+  /* -- the card: typed on the payment provider's own page (an iframe of its origin),
+     which hands this page a one-time token, never the card ------------------------- */
+  const fieldsOrigin = document.body.dataset.fields;
+  function loadCardFrame() {
+    const frame = $("card-frame");
+    if (!frame || frame.src || !fieldsOrigin || (cart && cart.payment_deferred)) return;
+    frame.src = fieldsOrigin + "/fields?lang=" + WR.lang + "&origin=" + encodeURIComponent(location.origin);
+  }
+  window.addEventListener("message", (e) => {
+    if (e.origin !== fieldsOrigin || !e.data || typeof e.data !== "object") return;
+    const form = $("pay-form");
+    clearErrors(form);
+    if (e.data.type === "waitroom-card-token") {
+      cardToken = String(e.data.token);
+      $("card-ready").textContent = t("pay.card_ready", { brand: e.data.brand, last4: e.data.last4 });
+    } else if (e.data.type === "waitroom-card-error") {
+      cardToken = "";
+      $("card-ready").textContent = "";
+      showError(form, { error: e.data.error, field: e.data.field });
     }
   });
 

@@ -721,10 +721,13 @@ class CheckoutRequest(_message.Message):
     CARD_NUMBER_FIELD_NUMBER: _builtins.int
     CARD_EXPIRY_FIELD_NUMBER: _builtins.int
     CARD_CVV_FIELD_NUMBER: _builtins.int
+    CARD_TOKEN_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     card_number: _builtins.str
     card_expiry: _builtins.str
     card_cvv: _builtins.str
+    card_token: _builtins.str
+    """The provider's one-time card token (hosted card fields), instead of the card."""
     def __init__(
         self,
         *,
@@ -732,10 +735,11 @@ class CheckoutRequest(_message.Message):
         card_number: _builtins.str = ...,
         card_expiry: _builtins.str = ...,
         card_cvv: _builtins.str = ...,
+        card_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_cvv", b"card_cvv", "card_expiry", b"card_expiry", "card_number", b"card_number", "idempotency_key", b"idempotency_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_cvv", b"card_cvv", "card_expiry", b"card_expiry", "card_number", b"card_number", "card_token", b"card_token", "idempotency_key", b"idempotency_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

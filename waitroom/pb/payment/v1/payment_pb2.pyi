@@ -85,12 +85,17 @@ class ChargeRequest(_message.Message):
     CURRENCY_FIELD_NUMBER: _builtins.int
     CARD_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CARD_TOKEN_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     cart_id: _builtins.str
     amount_cents: _builtins.int
     currency: _builtins.str
     """ISO 4217, "CAD" """
     description: _builtins.str
+    card_token: _builtins.str
+    """The one-time token the provider's hosted card fields gave the browser, instead of
+    `card`: the card itself never crosses our services (PCI DSS SAQ A shape).
+    """
     @_builtins.property
     def card(self) -> Global___Card: ...
     def __init__(
@@ -102,10 +107,11 @@ class ChargeRequest(_message.Message):
         currency: _builtins.str = ...,
         card: Global___Card | None = ...,
         description: _builtins.str = ...,
+        card_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["card", b"card"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "card", b"card", "cart_id", b"cart_id", "currency", b"currency", "description", b"description", "idempotency_key", b"idempotency_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "card", b"card", "card_token", b"card_token", "cart_id", b"cart_id", "currency", b"currency", "description", b"description", "idempotency_key", b"idempotency_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
