@@ -81,3 +81,36 @@ def test_the_operator_bodies_are_the_handlers_models(
     assert set(schema.get("required", [])) == required
     assert schema["additionalProperties"] is False  # extra="forbid"
     assert model.model_config.get("extra") == "forbid"
+
+
+def _body_schema(spec: dict[str, Any], path: str) -> dict[str, Any]:
+    schema: dict[str, Any] = spec["paths"][path][
+        "post" if "put" not in spec["paths"][path] else "put"
+    ]["requestBody"]["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def test_the_registration_bodies_are_the_handlers_models(repo_root: Path) -> None:
+    from gateway import registration as handlers
+
+    spec = _document(repo_root, "registration.yaml")
+    cart = "/api/v1/events/{event_id}/cart"
+    bodies: dict[str, type[BaseModel]] = {
+        f"{cart}/family": handlers.IdentifyBody,
+        f"{cart}/members": handlers.MemberBody,
+        f"{cart}/items": handlers.ItemsBody,
+        f"{cart}/duplicate": handlers.ParticipantBody,
+        f"{cart}/waiting-list": handlers.WaitingListBody,
+        f"{cart}/payer": handlers.PayerBody,
+        f"{cart}/conditions": handlers.ConditionsBody,
+        f"{cart}/checkout": handlers.CheckoutBody,
+        "/api/v1/receipts/lookup": handlers.ReceiptLookupBody,
+    }
+    for path, model in bodies.items():
+        schema = _body_schema(spec, path)
+        assert set(schema["properties"]) == set(model.model_fields), path
+        required = {n for n, field in model.model_fields.items() if field.is_required()}
+        assert set(schema.get("required", [])) == required, path
+        assert schema.get("additionalProperties") is False, path
