@@ -357,7 +357,7 @@ EN: dict[str, str] = {
     "pay.title": "Credit card payment",
     "pay.cards": "Visa and Mastercard only.",
     "pay.hosted": "You type your card on our payment provider's page: it never goes"
-    " through our servers. Enter it, \"Use this card\", then pay.",
+    ' through our servers. Enter it, "Use this card", then pay.',
     "pay.card_frame": "Payment card (payment provider)",
     "pay.card_ready": "Card {brand} ****{last4} ready.",
     "err.card_required": "First enter your card in the frame above.",

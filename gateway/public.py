@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from ipaddress import IPv4Network, IPv6Network, ip_address
+from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from aiohttp import web
 
@@ -72,8 +73,9 @@ def client_address(request: web.BaseRequest, settings: Settings) -> str:
 
     Behind a load balancer (``trust_forwarded_for``) it is in X-Forwarded-For, which each
     proxy extends on the right with the address it saw: walk it from the right, past the
-    trusted proxies (``trusted_proxies``; none listed: the direct peer is the only one),
-    and take the first address that is not one. Whatever lies further left was written by
+    trusted proxies (``trusted_proxies``; none listed: loopback and private networks,
+    where a load balancer in front of the gateways lives), and take the first address
+    that is not one. Whatever lies further left was written by
     the client and is never believed. A peer that is not a trusted proxy is the client.
     (aiohttp-remotes does this as a middleware, which would run on every poll, and its
     filtered mode does not check the direct peer; ``ipaddress`` parses, this walks.)
@@ -81,9 +83,9 @@ def client_address(request: web.BaseRequest, settings: Settings) -> str:
     peer = request.remote or "unknown"
     if not settings.trust_forwarded_for:
         return peer
-    proxies = settings.trusted_proxies
+    proxies = settings.trusted_proxies or PRIVATE_NETWORKS
     client = peer
-    trusted = not proxies or _within(peer, proxies)
+    trusted = _within(peer, proxies)
     hops = reversed(request.headers.get("X-Forwarded-For", "").split(","))
     for hop in hops:
         if not trusted:
@@ -93,11 +95,17 @@ def client_address(request: web.BaseRequest, settings: Settings) -> str:
         except ValueError:  # not written by a proxy: stop at the last address we trust
             break
         client = str(address)
-        trusted = bool(proxies) and _within(client, proxies)
+        trusted = _within(client, proxies)
     return client
 
 
-def _within(address: str, networks: list[IPv4Network | IPv6Network]) -> bool:
+PRIVATE_NETWORKS: list[IPv4Network | IPv6Network] = [
+    ip_network(n)
+    for n in ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7")
+]
+
+
+def _within(address: str, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
     try:
         parsed = ip_address(address)
     except ValueError:

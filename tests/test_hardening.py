@@ -147,6 +147,7 @@ def test_the_client_address_is_read_from_the_right_through_trusted_proxies(
     assert _address(settings, "10.0.0.2", "junk, 203.0.113.7", **chain) == "203.0.113.7"
     # A client reaching the gateway directly (not a trusted proxy) is who it is.
     assert _address(settings, "198.51.100.9", two_hops, **chain) == "198.51.100.9"
+    assert _address(settings, "198.51.100.9", spoof, **on) == "198.51.100.9"  # default list
     # Two hundred spoofed joins from one address all count against that address.
     spoofed = {_address(settings, "10.0.0.2", f"1.2.3.{i}, 203.0.113.7", **on) for i in range(200)}
     assert spoofed == {"203.0.113.7"}

@@ -72,8 +72,8 @@ class Settings(BaseSettings):
     # SHA-256 hashes: 16 is a second or two in a phone's browser); 0: plain 429 instead.
     join_proof_bits: int = Field(16, ge=0, le=26)
     # Behind a load balancer: read the client's address from X-Forwarded-For, from the
-    # right, skipping the proxies of trusted_proxies (addresses or networks; empty: the
-    # direct peer is the one proxy). The leftmost entries are the client's to write.
+    # right, skipping the proxies of trusted_proxies (addresses or networks; empty:
+    # loopback and the private networks). The leftmost entries are the client's to write.
     trust_forwarded_for: bool = False
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
     # Served over HTTPS (by the gateway's load balancer): cookies get the Secure flag.
