@@ -91,7 +91,7 @@ class CardBody(Body):
 class CheckoutBody(Body):
     # One of the two (neither when the event defers payment): the one-time token of the
     # provider's hosted card fields (what the page sends: the card never reaches us), or
-    # the card itself (the sandbox's load drills; off with WAITROOM_ACCEPT_CARD_NUMBERS).
+    # the card itself (only with WAITROOM_ACCEPT_CARD_NUMBERS: the sandbox's load drills).
     card_token: str | None = Field(None, min_length=1, max_length=100)
     card: CardBody | None = None
 

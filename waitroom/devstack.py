@@ -78,6 +78,8 @@ def private_env() -> dict[str, str]:
         "WAITROOM_CART_METRICS_PORT": "0",
         "WAITROOM_PAYMENT_METRICS_PORT": "0",
         "WAITROOM_SMTP_PORT": str(free_port()),
+        # The drill's parents post sandbox cards themselves (no browser to frame fields).
+        "WAITROOM_ACCEPT_CARD_NUMBERS": "true",
         "WAITROOM_SANDBOX_FIELDS_PORT": (fields := str(free_port())),
         "WAITROOM_PAYMENT_FIELDS_URL": f"http://127.0.0.1:{fields}",
         "WAITROOM_TICKET_SECRET": secrets.token_urlsafe(32),

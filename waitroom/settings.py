@@ -139,10 +139,10 @@ class Settings(BaseSettings):
     sandbox_fields_host: str = "127.0.0.1"
     sandbox_fields_port: int = Field(8090, ge=0, le=65535)
     payment_fields_url: str = "http://127.0.0.1:8090"
-    # Whether checkout still takes a card number itself (the sandbox's load drills and
-    # API tests). The pages never send one; a deployment with a real provider turns this
-    # off so that no card can reach our services (PCI DSS SAQ A).
-    accept_card_numbers: bool = True
+    # Whether checkout still takes a card number itself: off, no card can reach our
+    # services (PCI DSS SAQ A; the pages send the provider's token). On only for the
+    # sandbox's load drills and API tests, which post test cards by the thousand.
+    accept_card_numbers: bool = False
     # Simulated provider latency (sandbox only).
     sandbox_latency_ms: int = Field(150, ge=0, le=60_000)
     # How long a cart holds its seats after each change (Québec FAQ 8: 20 minutes).
