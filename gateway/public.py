@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from aiohttp import web
 
@@ -75,8 +75,8 @@ def client_address(request: web.BaseRequest, settings: Settings) -> str:
     proxy extends on the right with the address it saw: walk it from the right, past the
     trusted proxies (``trusted_proxies``; none listed: loopback and private networks,
     where a load balancer in front of the gateways lives), and take the first address
-    that is not one. Whatever lies further left was written by
-    the client and is never believed. A peer that is not a trusted proxy is the client.
+    that is not one. Whatever lies further left was written by the client and is never
+    believed. A peer that is not a trusted proxy is the client.
     (aiohttp-remotes does this as a middleware, which would run on every poll, and its
     filtered mode does not check the direct peer; ``ipaddress`` parses, this walks.)
     """
@@ -84,18 +84,19 @@ def client_address(request: web.BaseRequest, settings: Settings) -> str:
     if not settings.trust_forwarded_for:
         return peer
     proxies = settings.trusted_proxies or PRIVATE_NETWORKS
+    try:
+        trusted = _within(ip_address(peer), proxies)
+    except ValueError:  # not an IP address (a Unix socket): no proxy
+        return peer
     client = peer
-    trusted = _within(peer, proxies)
-    hops = reversed(request.headers.get("X-Forwarded-For", "").split(","))
-    for hop in hops:
+    for hop in reversed(request.headers.get("X-Forwarded-For", "").split(",")):
         if not trusted:
             break
         try:
             address = ip_address(hop.strip())
         except ValueError:  # not written by a proxy: stop at the last address we trust
             break
-        client = str(address)
-        trusted = _within(client, proxies)
+        client, trusted = str(address), _within(address, proxies)
     return client
 
 
@@ -105,12 +106,10 @@ PRIVATE_NETWORKS: list[IPv4Network | IPv6Network] = [
 ]
 
 
-def _within(address: str, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
-    try:
-        parsed = ip_address(address)
-    except ValueError:
-        return False
-    return any(parsed in network for network in networks)
+def _within(
+    address: IPv4Address | IPv6Address, networks: Sequence[IPv4Network | IPv6Network]
+) -> bool:
+    return any(address in network for network in networks)
 
 
 def _poll_after_ms(gw: Gateway, view: EventView, arrival: int, res: Resolution, now_ms: int) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,10 +38,16 @@ _TEXT = {
 _JSON = {"Content-Type": "application/json; charset=utf-8", "Server": "sandbox-provider"}
 
 
+# A host (name, IPv4 or [IPv6]) and an optional port: nothing else may reach the CSP.
+_NETLOC = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+
+
 def _origin(value: str) -> str | None:
     """``scheme://host[:port]`` of an http(s) origin, or None."""
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+    if parts.scheme not in ("http", "https") or parts.path not in ("", "/"):
+        return None
+    if not _NETLOC.fullmatch(parts.netloc):
         return None
     return f"{parts.scheme}://{parts.netloc}"
 

@@ -35,6 +35,7 @@ from tests.support.postgres import drop, fresh_database
 from waitroom.db import make_engine, reading
 from waitroom.devstack import LocalStack, http_request, private_env
 from waitroom.redis_server import free_port
+from waitroom.supervisor import Child
 
 pytestmark = pytest.mark.timeout(300)
 EVENT = "crash"
@@ -52,6 +53,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[LocalStack, str]]:
         **os.environ,
         **private_env(),
         "WAITROOM_PAYMENT_METRICS_PORT": str(free_port()),
+        "WAITROOM_CART_METRICS_PORT": str(free_port()),  # each replica gets one of its own
         "WAITROOM_DATABASE_URL": database,
         "WAITROOM_CART_GRPC_LISTENERS": "1",  # one address per replica: round robin alternates
         "WAITROOM_SANDBOX_LATENCY_MS": str(PROVIDER_LATENCY_MS),
@@ -113,26 +115,47 @@ def test_a_replica_killed_mid_checkout_loses_no_payment_and_no_session(
         parents, (("Léa", "07"), ("Noah", "11")), strict=True
     ):
         ready_to_pay(api, ticket["admission"]["token"], family, child, group)
-    doomed = next(c for c in local.supervisor.children if c.name == "cart_service")
-    assert doomed.process is not None
+    replicas = [c for c in local.supervisor.children if c.name.startswith("cart_service")]
+    assert len(replicas) == 2
     with ThreadPoolExecutor(2) as pool:
-        # Two checkouts at once: round robin sends one to each replica.
+        # Two checkouts at once (round robin usually sends one to each replica).
         paying = [pool.submit(checkout, api, t["admission"]["token"]) for t, _ in parents]
         deadline = time.monotonic() + 10
         while _charges_in_flight(local) < 2:  # both charges are with the provider
             assert time.monotonic() < deadline, "the charges never reached the provider"
             time.sleep(0.05)
+        # Kill a replica that is serving a checkout now (the one serving more).
+        serving = {c.name: _checkouts_in_flight(c) for c in replicas}
+        doomed = max(replicas, key=lambda c: serving[c.name])
+        killed_checkouts = serving[doomed.name]
+        assert killed_checkouts >= 1 and sum(serving.values()) == 2, serving
+        assert doomed.process is not None
         os.kill(doomed.process.pid, signal.SIGKILL)
         answers = [future.result(timeout=60) for future in paying]
     for status, paid in answers:
         assert (status, paid["outcome"]) == (200, "paid"), paid
-    # The killed replica's charge was asked again by the other replica, under its key:
-    # three Charge calls, two charges made, two payments approved, four weeks registered.
-    assert _charges_received(local.env["WAITROOM_PAYMENT_METRICS_PORT"]) == 3
+    # Each checkout of the killed replica was asked again by the other replica, under its
+    # key: one more Charge call for each, still two charges made, two payments approved,
+    # four weeks registered.
+    charges = _charges_received(local.env["WAITROOM_PAYMENT_METRICS_PORT"])
+    assert charges == 2 + killed_checkouts
     assert _counts(database) == (4, 2, 2)
     for ticket, _ in parents:  # both sessions ended: their slots went back to the door
         status, polled = call("GET", f"{api}/tickets/{ticket['ticket_id']}")
         assert (status, polled["status"]) == (200, "done"), polled
+
+
+def _checkouts_in_flight(replica: Child) -> int:
+    """Checkout calls a cart-service replica is serving now (its own /metrics)."""
+    port = replica.env["WAITROOM_CART_METRICS_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    found = re.search(
+        r'^waitroom_grpc_server_in_flight\{method="Checkout",service="[\w.]+"\} ([\d.]+)',
+        text,
+        re.MULTILINE,
+    )
+    return int(float(found.group(1))) if found else 0
 
 
 def _charges_in_flight(local: LocalStack) -> int:

@@ -16,7 +16,7 @@ import grpc
 from grpc import aio as grpc_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from waitroom.metrics import GRPC_HANDLED, GRPC_LATENCY
+from waitroom.metrics import GRPC_HANDLED, GRPC_IN_FLIGHT, GRPC_LATENCY
 from waitroom.rpc import RefusalInterceptor, wrap_unary
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ class RunningServer:
 
 
 class MetricsInterceptor(grpc_aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Counts and times every unary call by service, method and status code."""
+    """Counts and times every unary call by service, method and status code, and counts
+    the calls being served."""
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
         handler = await continuation(details)
@@ -50,10 +51,12 @@ class MetricsInterceptor(grpc_aio.ServerInterceptor):  # type: ignore[type-arg]
         service, _, method = details.method.lstrip("/").rpartition("/")
         inner = handler.unary_unary
         latency = GRPC_LATENCY.labels(service, method)
+        in_flight = GRPC_IN_FLIGHT.labels(service, method)
 
         async def serve(request: Any, context: Any) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
+            in_flight.inc()
             try:
                 return await inner(request, context)
             except BaseException:
@@ -62,6 +65,7 @@ class MetricsInterceptor(grpc_aio.ServerInterceptor):  # type: ignore[type-arg]
                     code = next((c for c in grpc.StatusCode if c.value[0] == code), code)
                 raise
             finally:
+                in_flight.dec()
                 name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
                 GRPC_HANDLED.labels(service, method, name).inc()
                 latency.observe(time.perf_counter() - started)

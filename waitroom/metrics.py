@@ -70,6 +70,10 @@ GRPC_HANDLED = Counter(
     "waitroom_grpc_server_handled", "gRPC calls completed, by service, method and status code",
     ["service", "method", "code"],
 )  # fmt: skip
+GRPC_IN_FLIGHT = Gauge(
+    "waitroom_grpc_server_in_flight", "gRPC calls being served now, by method",
+    ["service", "method"],
+)  # fmt: skip
 GRPC_LATENCY = Histogram(
     "waitroom_grpc_server_handling_seconds", "Time to complete a gRPC call, by method",
     ["service", "method"], buckets=LATENCY_BUCKETS,
