@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import shutil
 import signal
 import socket
@@ -17,9 +18,37 @@ class RedisNotFound(RuntimeError):
     pass
 
 
+_HANDED: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that the kernel will
+    not hand to an outgoing connection meanwhile: picked below the ephemeral range (a
+    port from ``bind(0)`` is in it, and a Redis or gRPC client connecting between now
+    and the server's bind could take it), never the same twice in this process."""
+    top = _ephemeral_low() - 1
+    low = max(1024, top - 12_000)
+    for _ in range(500):
+        port = random.randint(low, top)
+        if port in _HANDED:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED.add(port)
+        return port
+    with socket.socket() as sock:  # a crowded range: the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
