@@ -111,6 +111,22 @@ def _insert_ignore(conn: AsyncConnection) -> Any:
     return sqlite.insert(carts).on_conflict_do_nothing(index_elements=["id"])
 
 
+async def _new_cart(
+    conn: AsyncConnection, session: Session, event_id: str, status: str, now: int
+) -> None:
+    """The session's cart row, empty, unless a concurrent call made it first."""
+    await conn.execute(
+        _insert_ignore(conn).values(
+            id=session.cart_id,
+            event_id=event_id,
+            status=status,
+            hold_expires_at_ms=0,
+            extension_used=False,
+            created_at_ms=now,
+        )
+    )
+
+
 async def open_cart(desk: Desk, conn: AsyncConnection, session: Session) -> Row[Any]:
     """The session's cart, created if new, locked for this transaction; refused if it is
     locked for a payment or already paid. An expired hold's items are dropped first."""
@@ -118,16 +134,7 @@ async def open_cart(desk: Desk, conn: AsyncConnection, session: Session) -> Row[
     event = await event_row(conn, session.event_id)
     cart = await cart_for_update(conn, session.cart_id)
     if cart is None:  # the session's first change (a concurrent first one may win: fine)
-        await conn.execute(
-            _insert_ignore(conn).values(
-                id=session.cart_id,
-                event_id=event.id,
-                status="open",
-                hold_expires_at_ms=0,
-                extension_used=False,
-                created_at_ms=now,
-            )
-        )
+        await _new_cart(conn, session, event.id, "open", now)
         cart = await cart_for_update(conn, session.cart_id)
         assert cart is not None
     if cart.status == "ended":  # the parent left: the session is over here too
@@ -172,16 +179,7 @@ async def end_session(desk: Desk, session: Session) -> int:
         event = await event_row(conn, session.event_id)
         cart = await cart_for_update(conn, session.cart_id)
         if cart is None:  # left before any change: the cart is born ended
-            await conn.execute(
-                _insert_ignore(conn).values(
-                    id=session.cart_id,
-                    event_id=event.id,
-                    status="ended",
-                    hold_expires_at_ms=0,
-                    extension_used=False,
-                    created_at_ms=now,
-                )
-            )
+            await _new_cart(conn, session, event.id, "ended", now)
             return 0
         if cart.status != "open":
             return 0

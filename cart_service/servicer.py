@@ -7,6 +7,7 @@ raised by the rules become gRPC statuses with ErrorInfo in ``waitroom.rpc.Refusa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -173,35 +174,32 @@ class CartServicer(pb_grpc.CartServiceServicer):
         session = _session()
         if request.event_id and request.event_id != session.event_id:
             raise Unauthenticated("token_for_other_event")
-        found = await catalogue.search(
-            self._desk,
-            session.event_id,
-            request.parks,
-            request.age_groups,
-            request.kind,
-            facets_only=request.facets_only,
-        )
-        return pb.SearchReply(
-            activities=[activity_pb(a, "CAD") for a in found.activities],
-            parks=found.parks,
-            age_groups=found.age_groups,
-            payment_deferred=found.payment_deferred,
-        )
+        return await self._search(session.event_id, request, activity_pb)
 
     async def BrowseCatalogue(self, request: pb.SearchRequest, context: Context) -> pb.SearchReply:
         """The catalogue without an admission (the gateway decides from when)."""
         if not request.event_id:
             raise FieldError("event_id_required", "event_id")
+        return await self._search(request.event_id, request, browse_pb)
+
+    async def _search(
+        self,
+        event_id: str,
+        request: pb.SearchRequest,
+        shown: Callable[[ActivityInfo, str], pb.Activity],
+    ) -> pb.SearchReply:
+        """The catalogue search of ``event_id``, each activity shown by ``shown`` (with
+        its places counted, or as a level only)."""
         found = await catalogue.search(
             self._desk,
-            request.event_id,
+            event_id,
             request.parks,
             request.age_groups,
             request.kind,
             facets_only=request.facets_only,
         )
         return pb.SearchReply(
-            activities=[browse_pb(a, "CAD") for a in found.activities],
+            activities=[shown(a, "CAD") for a in found.activities],
             parks=found.parks,
             age_groups=found.age_groups,
             payment_deferred=found.payment_deferred,

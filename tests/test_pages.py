@@ -20,6 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from playwright.async_api import (
     Browser,
+    Locator,
     Page,
     Route,
     ViewportSize,
@@ -90,6 +91,16 @@ async def sqlite_url(tmp_path: Path) -> str:
 async def _count(s: Stack, table: Any) -> int:
     async with s.engine.connect() as conn:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def _enter_draw(page: Page, phone: str) -> Locator:
+    """The Roys name their family on the waiting room page's draw form; the form."""
+    form = page.locator("#wr-family")
+    await expect(form).to_be_visible(timeout=15_000)
+    await form.locator("[name=client_number]").fill(ROY["client_number"])
+    await form.locator("[name=phone]").fill(phone)
+    await form.locator("button").click()
+    return form
 
 
 async def _card(page: Page, number: str) -> None:
@@ -412,21 +423,13 @@ async def test_a_family_enters_the_draw_once_from_the_waiting_room(
         context = await browser.new_context(viewport=PHONE, locale="fr-CA")
         page = await context.new_page()
         await page.goto(base + f"events/{EVENT}/")
-        form = page.locator("#wr-family")
-        await expect(form).to_be_visible(timeout=15_000)
-        await form.locator("[name=client_number]").fill(ROY["client_number"])
-        await form.locator("[name=phone]").fill("418 839-2002")
-        await form.locator("button").click()
+        form = await _enter_draw(page, "418 839-2002")
         await expect(page.locator("#wr-family-done")).to_contain_text("participe au tirage")
         await expect(form).to_be_hidden()
         device = await browser.new_context(viewport=PHONE, locale="fr-CA")  # a second phone
         other = await device.new_page()
         await other.goto(base + f"events/{EVENT}/")
-        form = other.locator("#wr-family")
-        await expect(form).to_be_visible(timeout=15_000)
-        await form.locator("[name=client_number]").fill(ROY["client_number"])
-        await form.locator("[name=phone]").fill("4188392002")
-        await form.locator("button").click()
+        form = await _enter_draw(other, "4188392002")
         await expect(form.locator('[data-error=""]')).to_contain_text("un autre billet")
         await device.close()
         await context.close()
