@@ -71,9 +71,9 @@ base-image:
 drill: $(STAMP)
 	$(BIN)/python -m loadtests.drill $(DRILL_ARGS)
 
-## make drill-faults: the same night with faults injected on a schedule (kills of the
-## queue leader, a cart service, Redis, the payment adapter, a gateway), the stack healing
-## itself; the report adds the faults and their verdicts (FAULTS=file for another schedule).
+## make drill-faults: the same night on the stack spread over twelve hosts (network
+## namespaces, HAProxy, a Redis Cluster, PostgreSQL; root), with faults struck on a
+## schedule (FAULTS=file; loadtests/faults.toml); the report adds their verdicts.
 drill-faults: $(STAMP)
 	$(BIN)/python -m loadtests.drill --faults $(FAULTS) $(DRILL_ARGS)
 

@@ -17,7 +17,7 @@ from cart_service.ledger import create_schema
 from cart_service.mail import Outbox
 from cart_service.payments_client import GrpcPayments
 from cart_service.servicer import SERVICE_NAME, CartServicer
-from waitroom import metrics, tls
+from waitroom import logs, metrics, tls
 from waitroom.channels import service_channel
 from waitroom.db import make_engine, pool_options
 from waitroom.grpc_server import start_server, until_signalled
@@ -60,6 +60,7 @@ async def serve(
         _now_ms,
         hold_ms=settings.cart_hold_s * 1000,
         lock_ms=settings.payment_lock_s * 1000,
+        public_url=settings.public_url.rstrip("/"),
         mail_from=settings.mail_from,
         on_confirmed=wake.set,
     )
@@ -92,6 +93,7 @@ async def serve(
         try:
             await settlement.settle_due(desk)
             await outbox.flush(_now_ms())
+            await outbox.measure()
             now_ms = _now_ms()
             # Seat gauges once per interval, not after every confirmation (wake).
             if now_ms - last_pass_ms >= settings.settle_interval_s * 1000:
@@ -125,13 +127,13 @@ async def _first(*waits: object) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s cart %(levelname)s %(message)s")
     # aiosqlite runs each statement in a thread that must take the GIL back to hand over
     # its result; while the event loop is busy that waits for the switch interval (5 ms
     # by default), and a write transaction's statements all wait in turn under SQLite's
     # one writer lock. A shorter interval lets the result through sooner.
     sys.setswitchinterval(0.0005)
     settings = load_settings()
+    logs.setup("cart", settings.log_level, settings.log_format)
     uvloop.run(until_signalled(lambda stop: serve(settings, stop)))
 
 

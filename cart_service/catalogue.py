@@ -113,7 +113,7 @@ async def load_catalogue(
             known.update((await conn.execute(query)).scalars())
         new = [(f, people) for f, people in family_rows if f["client_number"] not in known]
         if new:
-            await conn.execute(insert(families), [dict(f) for f, _ in new])
+            await conn.execute(insert(families), [{"validated": True, **f} for f, _ in new])
             people = [dict(p) for _, group in new for p in group]
             if people:
                 await conn.execute(insert(members), people)

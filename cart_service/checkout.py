@@ -20,7 +20,7 @@ from cart_service.ledger import members
 from cart_service.model import CartSnapshot, CheckoutResult, Line, Receipt, Session
 from cart_service.payment_port import CardInput, PaymentResult, PaymentUnreachable
 from cart_service.settlement import apply_payment, confirm, unlock
-from cart_service.snapshots import event_row, live_items, receipt_of, snapshot
+from cart_service.snapshots import event_row, live_items, new_cart_number, receipt_of, snapshot
 from waitroom.db import writing
 from waitroom.metrics import CHECKOUTS
 from waitroom.validation import FieldError, Refused
@@ -67,6 +67,9 @@ async def checkout(desk: Desk, session: Session, key: str, card: CardInput) -> C
             if event.payment_deferred:
                 receipt = await confirm(desk, conn, cart, key, None, total, now)
             else:
+                # The cart's number from the moment it locks (FAQ 11: a parent whose
+                # locked cart does not come back calls support with its number); the
+                # receipt keeps it.
                 await update_cart(
                     conn,
                     cart.id,
@@ -74,6 +77,7 @@ async def checkout(desk: Desk, session: Session, key: str, card: CardInput) -> C
                     payment_key=key,
                     total_cents=total,
                     locked_until_ms=now + desk.lock_ms,
+                    cart_number=cart.cart_number or await new_cart_number(conn),
                 )
     if receipt is not None:  # payment deferred: confirmed without charging
         desk.on_confirmed()

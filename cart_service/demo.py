@@ -60,10 +60,15 @@ Person = tuple[str, str, date, str, int | None]  # id, first name, born, relatio
 
 
 def _family(
-    client: str, phone: str, email: str, last: str, people: list[Person]
+    client: str, phone: str, email: str, last: str, people: list[Person], validated: bool = True
 ) -> tuple[dict[str, object], list[dict[str, object]]]:
     return (
-        {"client_number": client, "principal_phone": phone, "email": email},
+        {
+            "client_number": client,
+            "principal_phone": phone,
+            "email": email,
+            "validated": validated,
+        },
         [
             {
                 "id": pid,
@@ -116,6 +121,19 @@ FAMILIES = (
             ("P301", "Olivier", date(2015, 12, 12), "child", 6),
             ("P302", "Alice", date(2018, 6, 6), "child", 3),
         ],
+    ),
+    # A new account the team has not validated yet: it sees the catalogue and its
+    # family, but cannot book (P'tit Victor).
+    _family(
+        "102010",
+        "+14188335544",
+        "cote@example.org",
+        "Côté",
+        [
+            ("P400", "Martin", date(1988, 4, 4), "responsible", None),
+            ("P401", "Rose", date(2019, 2, 2), "child", 2),
+        ],
+        validated=False,
     ),
 )
 

@@ -39,6 +39,7 @@ class Desk:
     hold_ms: int = 20 * 60 * 1000
     lock_ms: int = 120 * 1000
     mail_from: str = "inscriptions@waitroom.invalid"
+    public_url: str = "http://127.0.0.1:8080"  # the pages, for links in emails
     # Called after a confirmation commits (the service flushes its outbox then).
     on_confirmed: Callable[[], None] = field(default=lambda: None)
 
@@ -149,6 +150,68 @@ async def open_cart(desk: Desk, conn: AsyncConnection, session: Session) -> Row[
         cart = await cart_for_update(conn, session.cart_id)
         assert cart is not None
     return cart
+
+
+async def adopt_earlier_carts(
+    desk: Desk, conn: AsyncConnection, cart: Row[Any], client_number: str
+) -> int:
+    """The family's open carts of earlier sessions of this event, whose holds still run,
+    handed to ``cart`` (this session's): a parent whose session ended (expired, closed
+    tab, rejoined) finds their own seats again instead of their child refused as
+    ``already_in_another_cart``. The seats move with their items (never freed in
+    between); the hold keeps the later end and an extension once used; the earlier carts
+    end (their session's token opens nothing there any more). A cart locked for a
+    payment stays where it is. Returns how many items came over."""
+    now = desk.clock_ms()
+    earlier = (
+        (
+            await conn.execute(
+                select(carts.c.id)
+                .where(
+                    carts.c.event_id == cart.event_id,
+                    carts.c.client_number == client_number,
+                    carts.c.id != cart.id,
+                    carts.c.status == "open",
+                    carts.c.hold_expires_at_ms > now,
+                )
+                .with_for_update()
+            )
+        )
+        .scalars()
+        .all()
+    )
+    moved = 0
+    for old_id in earlier:
+        old = await cart_for_update(conn, old_id)
+        if old is None or old.status != "open":
+            continue
+        held_here = {
+            (row.activity_id, row.participant)
+            for row in await conn.execute(
+                select(cart_items.c.activity_id, cart_items.c.participant).where(
+                    cart_items.c.cart_id == cart.id
+                )
+            )
+        }
+        for item in (
+            await conn.execute(select(cart_items).where(cart_items.c.cart_id == old_id))
+        ).all():
+            if (item.activity_id, item.participant) in held_here:
+                await conn.execute(delete(cart_items).where(cart_items.c.id == item.id))
+                continue
+            await conn.execute(
+                update(cart_items).where(cart_items.c.id == item.id).values(cart_id=cart.id)
+            )
+            moved += 1
+        await update_cart(
+            conn,
+            cart.id,
+            hold_expires_at_ms=max(cart.hold_expires_at_ms, old.hold_expires_at_ms),
+            extension_used=bool(cart.extension_used or old.extension_used),
+        )
+        await update_cart(conn, old_id, status="ended", hold_expires_at_ms=0)
+        cart = await cart_for_update(conn, cart.id) or cart
+    return moved
 
 
 async def touch(desk: Desk, conn: AsyncConnection, cart: Row[Any]) -> None:

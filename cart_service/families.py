@@ -37,6 +37,7 @@ class Member:
     birth_date: date
     relationship: str
     class_level: int | None
+    pending_validation: bool = False  # added online, awaiting the office (FAQ 4)
 
     def age_on(self, day: date) -> int:
         """Age in whole years on ``day``."""
@@ -60,7 +61,13 @@ class Family:
 def member_of(row: Any) -> Member:
     """A Member from a ``members`` row."""
     return Member(
-        row.id, row.first_name, row.last_name, row.birth_date, row.relationship, row.class_level
+        row.id,
+        row.first_name,
+        row.last_name,
+        row.birth_date,
+        row.relationship,
+        row.class_level,
+        bool(row.pending_validation),
     )
 
 
@@ -97,6 +104,14 @@ async def identify(engine: AsyncEngine, client_number: str, phone: str) -> Famil
             raise IdentityError("phone_mismatch", "phone")
         people = await members_of(conn, client_number)
     return Family(row.client_number, row.principal_phone, row.email, tuple(people))
+
+
+async def validated(conn: AsyncConnection, client_number: str) -> bool:
+    """Whether the team validated the family's account (only then can it book)."""
+    found = await conn.execute(
+        select(families.c.validated).where(families.c.client_number == client_number)
+    )
+    return bool(found.scalar_one_or_none())
 
 
 async def members_of(conn: AsyncConnection, client_number: str) -> list[Member]:

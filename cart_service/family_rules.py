@@ -16,7 +16,15 @@ from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cart_service import families as family_records
-from cart_service.desk import Desk, changing, day_of, open_cart, touch, update_cart
+from cart_service.desk import (
+    Desk,
+    adopt_earlier_carts,
+    changing,
+    day_of,
+    open_cart,
+    touch,
+    update_cart,
+)
 from cart_service.ledger import members
 from cart_service.model import CartSnapshot, Session
 from cart_service.snapshots import live_items, unused
@@ -43,6 +51,7 @@ async def identify(desk: Desk, session: Session, client_number: str, phone: str)
         if cart.client_number not in (None, family.client_number) and live:
             raise Refused("other_family_in_cart", "client_number")
         await update_cart(conn, cart.id, client_number=family.client_number)
+        await adopt_earlier_carts(desk, conn, cart, family.client_number)
     return change.cart
 
 
@@ -86,6 +95,7 @@ async def add_member(
                 birth_date=born,
                 relationship=relationship,
                 class_level=class_level,
+                pending_validation=True,  # the office validates what a family adds online
             )
         )
         await touch(desk, conn, cart)
@@ -131,6 +141,18 @@ async def check_payer(
 _MEMBER_OF_FAMILY = select(members).where(
     members.c.id == bindparam("member_id"), members.c.client_number == bindparam("client_number")
 )
+
+
+async def booking_member(
+    conn: AsyncConnection, cart: Row[Any], member_id: str, field_name: str
+) -> family_records.Member:
+    """A member of the cart's family, for a booking (a seat, a waiting list): refused
+    ``account_not_validated`` while the team has not validated the family's account
+    (P'tit Victor: "seuls les comptes validés peuvent procéder aux réservations")."""
+    member = await family_member(conn, cart, member_id, field_name)
+    if not await family_records.validated(conn, cart.client_number):
+        raise Refused("account_not_validated", "client_number")
+    return member
 
 
 async def family_member(

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cart_service import families as family_records
 from cart_service.desk import Desk, changing, open_cart, touch
-from cart_service.family_rules import family_member
+from cart_service.family_rules import booking_member
 from cart_service.ledger import cart_items, carts, waiting_list
 from cart_service.model import CartSnapshot, Outcome, Session
 from cart_service.seats import Candidate, candidates, lock_activities
@@ -45,7 +45,8 @@ async def add_items(
     async with changing(desk, session) as change:
         conn = change.conn
         cart = await open_cart(desk, conn, session)
-        member = await family_member(conn, cart, participant, "participant")
+        member = await booking_member(conn, cart, participant, "participant")
+        await _one_child_per_order(conn, session.event_id, cart.id, member.id)
         await lock_activities(conn, session.event_id, wanted)
         found = await candidates(conn, session.event_id, wanted, member.id, now)
         results = {a: _outcome(a, found.get(a), cart.id, member) for a in wanted}
@@ -128,6 +129,22 @@ async def extend(desk: Desk, session: Session) -> CartSnapshot:
     return snapshot
 
 
+async def _one_child_per_order(
+    conn: AsyncConnection, event_id: str, cart_id: str, participant: str
+) -> None:
+    """P'tit Victor: "un seul enfant par commande": on such an event a cart holds one
+    participant's bookings; another child is ordered in a cart of its own (409)."""
+    if not (await event_row(conn, event_id)).one_child_per_order:
+        return
+    other = await conn.execute(
+        select(cart_items.c.participant)
+        .where(cart_items.c.cart_id == cart_id, cart_items.c.participant != participant)
+        .limit(1)
+    )
+    if other.first() is not None:
+        raise Refused("one_child_per_order", "participant")
+
+
 async def join_waiting_list(
     desk: Desk, session: Session, activity_id: str, participant: str
 ) -> tuple[int, int, str]:
@@ -136,7 +153,7 @@ async def join_waiting_list(
     now = desk.clock_ms()
     async with writing(desk.engine) as conn:
         cart = await open_cart(desk, conn, session)
-        member = await family_member(conn, cart, participant, "participant")
+        member = await booking_member(conn, cart, participant, "participant")
         await lock_activities(conn, session.event_id, [activity_id])
         found = (await candidates(conn, session.event_id, [activity_id], member.id, now)).get(
             activity_id

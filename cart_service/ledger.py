@@ -12,8 +12,6 @@ expires, with no sweeper, and a crash can never leave a seat "taken" by nobody.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -27,9 +25,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    inspect,
+    false,
+    true,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from waitroom.migrate import Schema, upgrade
 
 metadata = MetaData()
 
@@ -42,6 +43,8 @@ registration_events = Table(
     Column("timezone", String(64), nullable=False, default="America/Toronto"),
     # Lévis 2020: "aucun paiement ne sera exigé": checkout confirms and records the amount due.
     Column("payment_deferred", Boolean, nullable=False, default=False),
+    # P'tit Victor: "un seul enfant par commande": a cart holds one participant's bookings.
+    Column("one_child_per_order", Boolean, nullable=False, server_default=false()),
 )
 
 activities = Table(
@@ -74,6 +77,9 @@ families = Table(
     # E.164, as normalised from what people type ("418 839-2002" -> "+14188392002").
     Column("principal_phone", String(20), nullable=False),
     Column("email", String(254), nullable=True),
+    # The team validated this account: only then can it book (P'tit Victor: "seuls les
+    # comptes validés peuvent procéder aux réservations"). Existing accounts are.
+    Column("validated", Boolean, nullable=False, server_default=true()),
 )
 
 members = Table(
@@ -87,6 +93,9 @@ members = Table(
     # "responsible" (the family's responsible person), "spouse", "parent", "other", "child"
     Column("relationship", String(32), nullable=False),
     Column("class_level", Integer, nullable=True),  # school grade, for level-based courses
+    # Added online by the family: on its record at once, awaiting the office's validation
+    # (Québec FAQ 4: changes to a record go through the office).
+    Column("pending_validation", Boolean, nullable=False, server_default=false()),
     Index("ix_members_client_number", "client_number"),  # a family's members, every call
 )
 
@@ -143,6 +152,25 @@ registrations = Table(
     UniqueConstraint("activity_id", "participant"),
 )
 
+# Registrations cancelled by the staff: moved here from ``registrations`` (so its seat
+# frees at once and no count of seats changes), with the refund made for it.
+cancellations = Table(
+    "cancellations",
+    metadata,
+    Column("registration_id", Integer, primary_key=True, autoincrement=False),
+    Column("activity_id", String(64), ForeignKey("activities.id"), nullable=False),
+    Column("participant", String(32), ForeignKey("members.id"), nullable=False),
+    Column("cart_id", String(100), ForeignKey("carts.id"), nullable=False, index=True),
+    Column("price_cents", Integer, nullable=False),
+    Column("confirmed_at_ms", BigInteger, nullable=False),
+    Column("cancelled_at_ms", BigInteger, nullable=False),
+    Column("cancelled_by", String(100), nullable=False),
+    Column("reason", String(500), nullable=False),
+    # The refund's key and outcome (none when nothing was paid: payment deferred).
+    Column("refund_key", String(100), nullable=True),
+    Column("refund_status", String(16), nullable=True),
+)
+
 waiting_list = Table(
     "waiting_list",
     metadata,
@@ -151,6 +179,8 @@ waiting_list = Table(
     Column("participant", String(32), ForeignKey("members.id"), nullable=False),
     Column("client_number", String(32), ForeignKey("families.client_number"), nullable=False),
     Column("joined_at_ms", BigInteger, nullable=False),
+    # When the family was told a place had freed (Québec FAQ 6); each entry is told once.
+    Column("notified_at_ms", BigInteger, nullable=True),
     UniqueConstraint("activity_id", "participant"),
 )
 
@@ -171,18 +201,17 @@ outbox = Table(
 )
 
 
+# The ledger's revisions: cart_service/migrations (waitroom/migrate.py).
+LEDGER = Schema(
+    name="ledger",
+    script_location="cart_service:migrations",
+    version_table="alembic_version_ledger",
+    metadata=metadata,
+    lock_key=0x77A17E0D,
+)
+
+
 async def create_schema(engine: AsyncEngine) -> None:
-    """Create the ledger's tables and indexes if they are missing (an index added since a
-    ledger was made is created too: ``create_all`` skips the indexes of existing tables)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.run_sync(_create_missing_indexes)
-
-
-def _create_missing_indexes(conn: Any) -> None:
-    schema = inspect(conn)
-    for table in metadata.sorted_tables:
-        present = {found["name"] for found in schema.get_indexes(table.name)}
-        for index in table.indexes:
-            if index.name not in present:
-                index.create(conn)
+    """Bring the ledger's tables to the newest revision (created if missing; a ledger of
+    an earlier release upgraded, its rows kept)."""
+    await upgrade(engine, LEDGER)

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 import jinja2
-from sqlalchemy import Select, insert, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cart_service.formats import money_en, money_fr
 from cart_service.ledger import outbox
 from waitroom.db import reading, writing
+from waitroom.metrics import OUTBOX_GIVEN_UP, OUTBOX_PENDING
 from waitroom.schedule import iso_at
 
 if TYPE_CHECKING:
@@ -33,6 +34,11 @@ _templates = jinja2.Environment(
     keep_trailing_newline=True,
 )
 _templates.globals.update(money_fr=money_fr, money_en=money_en)
+
+
+def render(template: str, **values: object) -> str:
+    """One of the service's email templates (``templates/*.txt.j2``), filled in."""
+    return _templates.get_template(template).render(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,23 @@ class Outbox:
                 await _record_attempt(conn, row, now_ms, error)
             sent += error is None
         return sent
+
+    async def measure(self) -> tuple[int, int]:
+        """(waiting to be sent, given up after MAX_ATTEMPTS), published as gauges."""
+        async with reading(self.engine) as conn:
+            unsent = outbox.c.sent_at_ms.is_(None)
+            counts = (
+                await conn.execute(
+                    select(
+                        func.count().filter(outbox.c.attempts < MAX_ATTEMPTS),
+                        func.count().filter(outbox.c.attempts >= MAX_ATTEMPTS),
+                    ).where(unsent)
+                )
+            ).one()
+        pending, given_up = int(counts[0]), int(counts[1])
+        OUTBOX_PENDING.set(pending)
+        OUTBOX_GIVEN_UP.set(given_up)
+        return pending, given_up
 
     async def _flush_alone(self, now_ms: int, batch: int) -> int:
         async with reading(self.engine) as conn:

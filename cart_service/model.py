@@ -6,7 +6,7 @@ to protobuf. Money is integer cents; instants are milliseconds since the epoch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from cart_service.families import Member
@@ -87,6 +87,21 @@ class CartSnapshot:
     locked_until_ms: int
     cart_number: str
     payment_deferred: bool
+    # The identified family's account was validated by the team (true before identification).
+    family_validated: bool = True
+    # The family's waiting lists in this event: its place on each (Québec FAQ 6).
+    waiting: list[WaitingPlace] = field(default_factory=list)
+    # One child per order (P'tit Victor); the cart then counts its modules (1 a booking).
+    one_child_per_order: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingPlace:
+    activity_id: str
+    activity_title: str
+    participant: str
+    participant_name: str
+    position: int
 
 
 @dataclass(frozen=True, slots=True)

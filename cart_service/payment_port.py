@@ -49,3 +49,7 @@ class Payments(Protocol):
 
     async def lookup(self, key: str) -> PaymentResult | None:
         """The payment under ``key`` (reconciled), or None when there is none."""
+
+    async def refund(self, key: str, payment_key: str, amount_cents: int) -> str:
+        """Refund once per key: "approved", "declined" or "unknown" (reconciled later);
+        raises PaymentUnreachable when the adapter does not answer."""

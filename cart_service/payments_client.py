@@ -6,6 +6,8 @@ from background settling carry the services' own token.
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from cart_service.payment_port import CardInput, PaymentResult, PaymentUnreachable
@@ -45,6 +47,19 @@ class GrpcPayments:
         """The cart service's own credential: the adapter takes no parent's token."""
         return bearer_metadata(self._service_token)
 
+    async def _call(self, method: str, request: Any) -> Any:
+        """One call with the service's credential; a refusal is raised as the domain
+        error, anything else as PaymentUnreachable (the outcome is not known here)."""
+        try:
+            return await getattr(self._stub, method)(
+                request, timeout=self._charge_timeout_s, metadata=self._metadata()
+            )
+        except grpc.aio.AioRpcError as exc:
+            refusal = refusal_of(exc)
+            if refusal is not None:
+                raise refusal from None
+            raise PaymentUnreachable(exc.code().name) from None
+
     async def charge(
         self,
         key: str,
@@ -63,29 +78,18 @@ class GrpcPayments:
             description=description,
             card_token=card.token,
         )
-        try:
-            payment = await self._stub.Charge(
-                request, timeout=self._charge_timeout_s, metadata=self._metadata()
-            )
-        except grpc.aio.AioRpcError as exc:
-            refusal = refusal_of(exc)
-            if refusal is not None:
-                raise refusal from None
-            raise PaymentUnreachable(exc.code().name) from None
-        return _result(payment)
+        return _result(await self._call("Charge", request))
+
+    async def refund(self, key: str, payment_key: str, amount_cents: int) -> str:
+        request = pb.RefundRequest(
+            idempotency_key=key, payment_key=payment_key, amount_cents=amount_cents
+        )
+        done = await self._call("Refund", request)
+        return _STATUS.get(done.status, "unknown")
 
     async def lookup(self, key: str) -> PaymentResult | None:
         try:
-            payment = await self._stub.GetPayment(
-                pb.GetPaymentRequest(idempotency_key=key),
-                timeout=self._charge_timeout_s,
-                metadata=bearer_metadata(self._service_token),
-            )
-        except grpc.aio.AioRpcError as exc:
-            refusal = refusal_of(exc)
-            if isinstance(refusal, NotFound):
-                return None
-            if refusal is not None:
-                raise refusal from None
-            raise PaymentUnreachable(exc.code().name) from None
+            payment = await self._call("GetPayment", pb.GetPaymentRequest(idempotency_key=key))
+        except NotFound:
+            return None
         return _result(payment)

@@ -13,7 +13,15 @@ from typing import Any
 
 import grpc
 
-from cart_service import catalogue, checkout, family_rules, holds, settlement, snapshots
+from cart_service import (
+    cancellations,
+    catalogue,
+    checkout,
+    family_rules,
+    holds,
+    settlement,
+    snapshots,
+)
 from cart_service import families as family_records
 from cart_service.desk import Desk, day_of, end_session
 from cart_service.families import Member
@@ -77,6 +85,7 @@ def _member_pb(m: Member, today: date) -> pb.Member:
         relationship=m.relationship,
         class_level=_opt(m.class_level),
         can_pay=m.relationship != "child" and m.age_on(today) >= family_rules.ADULT_AGE,
+        pending_validation=m.pending_validation,
     )
 
 
@@ -101,6 +110,19 @@ def cart_pb(c: CartSnapshot, today: date) -> pb.Cart:
         locked_until=iso_at(c.locked_until_ms, c.timezone),
         cart_number=c.cart_number,
         payment_deferred=c.payment_deferred,
+        family_validated=c.family_validated,
+        waiting=[
+            pb.WaitingEntry(
+                activity_id=w.activity_id,
+                activity_title=w.activity_title,
+                participant=w.participant,
+                participant_name=w.participant_name,
+                position=w.position,
+            )
+            for w in c.waiting
+        ],
+        one_child_per_order=c.one_child_per_order,
+        modules=len(c.items),
     )
 
 
@@ -225,6 +247,28 @@ class CartServicer(pb_grpc.CartServiceServicer):
             raise FieldError("required", "ticket_id")
         session = Session(request.event_id, request.ticket_id)
         return pb.EndSessionReply(released=await end_session(self._desk, session))
+
+    async def CancelRegistration(
+        self, request: pb.CancelRegistrationRequest, context: Context
+    ) -> pb.CancelRegistrationReply:
+        if not caller().service:
+            raise Unauthenticated("service_credential_required")
+        if not request.event_id or request.registration_id <= 0:
+            raise FieldError("required", "registration_id")
+        done = await cancellations.cancel_registration(
+            self._desk,
+            request.event_id,
+            request.registration_id,
+            request.reason,
+            request.cancelled_by or "operator",
+        )
+        return pb.CancelRegistrationReply(
+            registration_id=done.registration_id,
+            activity_id=done.activity_id,
+            participant=done.participant,
+            amount_cents=done.amount_cents,
+            refund_status=done.refund_status,
+        )
 
     async def GetCart(self, request: pb.GetCartRequest, context: Context) -> pb.Cart:
         return cart_pb(await settlement.get_cart(self._desk, _session()), self._today())

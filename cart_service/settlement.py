@@ -162,7 +162,7 @@ async def confirm(
             status="paid" if payment is not None else "confirmed",
             payment_key=key,
             locked_until_ms=None,
-            cart_number=await new_cart_number(conn),
+            cart_number=cart.cart_number or await new_cart_number(conn),
             owner_number=new_owner_number(),
             total_cents=total,
             paid_cents=total if payment is not None else 0,

@@ -24,8 +24,9 @@ from cart_service.ledger import (
     members,
     registration_events,
     registrations,
+    waiting_list,
 )
-from cart_service.model import CartSnapshot, Line, Payer, Receipt, Session
+from cart_service.model import CartSnapshot, Line, Payer, Receipt, Session, WaitingPlace
 from cart_service.seats import info_of, taken_column, waiting_column
 from waitroom.db import reading
 from waitroom.validation import FieldError, NotFound
@@ -170,7 +171,55 @@ async def snapshot(conn: AsyncConnection, session: Session, now: int) -> CartSna
         locked_until_ms=(cart.locked_until_ms or 0) if status == "paying" else 0,
         cart_number=cart.cart_number or "",
         payment_deferred=bool(event.payment_deferred),
+        family_validated=(
+            cart.client_number is None or await family_records.validated(conn, cart.client_number)
+        ),
+        waiting=(
+            []
+            if cart.client_number is None
+            else await waiting_places(conn, event.id, cart.client_number)
+        ),
+        one_child_per_order=bool(event.one_child_per_order),
     )
+
+
+async def waiting_places(
+    conn: AsyncConnection, event_id: str, client_number: str
+) -> list[WaitingPlace]:
+    """The family's entries on this event's waiting lists, each with its place in line."""
+    ahead = waiting_list.alias("ahead")
+    position = (
+        select(func.count())
+        .select_from(ahead)
+        .where(ahead.c.activity_id == waiting_list.c.activity_id, ahead.c.id <= waiting_list.c.id)
+        .correlate(waiting_list)
+        .scalar_subquery()
+    )
+    rows = (
+        await conn.execute(
+            select(
+                waiting_list.c.activity_id,
+                activities.c.title,
+                waiting_list.c.participant,
+                members.c.first_name,
+                members.c.last_name,
+                position.label("position"),
+            )
+            .join(activities, activities.c.id == waiting_list.c.activity_id)
+            .join(members, members.c.id == waiting_list.c.participant)
+            .where(
+                waiting_list.c.client_number == client_number,
+                activities.c.event_id == event_id,
+            )
+            .order_by(activities.c.starts_on, waiting_list.c.id)
+        )
+    ).all()
+    return [
+        WaitingPlace(
+            r.activity_id, r.title, r.participant, f"{r.first_name} {r.last_name}", int(r.position)
+        )
+        for r in rows
+    ]
 
 
 async def read_snapshot(engine: AsyncEngine, session: Session, now: int) -> CartSnapshot:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway import fastpath, malformed
 from gateway.app import create_app, create_operator_app
+from waitroom import logs
 from waitroom.settings import Settings, load_settings
 
 log = logging.getLogger("gateway")
@@ -23,9 +24,12 @@ async def serve(settings: Settings) -> None:
     Two listeners: the public one (parents) and the operator one (operator API,
     ``/metrics``), both shared with the other gateway processes of the host."""
     public_app = create_app(settings)
-    runner = web.AppRunner(public_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    access = logging.getLogger("waitroom.access") if settings.access_log else None
+    runner = web.AppRunner(public_app, access_log=access, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
-    operator = web.AppRunner(create_operator_app(public_app), shutdown_timeout=1.0)
+    operator = web.AppRunner(
+        create_operator_app(public_app), access_log=access, shutdown_timeout=1.0
+    )
     await operator.setup()
     fastpath.install(runner)
     malformed.install(runner)
@@ -50,8 +54,9 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s gateway %(levelname)s %(message)s")
-    uvloop.run(serve(load_settings()))
+    settings = load_settings()
+    logs.setup("gateway", settings.log_level, settings.log_format)
+    uvloop.run(serve(settings))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.replies import Handler, bearer_token, error, json_errors, reply
+from gateway.cart_calls import call_cart
+from gateway.replies import ApiError, Handler, bearer_token, error, json_errors, reply
 from gateway.state import Gateway, gateway_of
 from waitroom import events, keys
 from waitroom.events import InvalidEvent, UnknownEvent
+from waitroom.pb.cart.v1 import cart_pb2
+from waitroom.rpc import bearer_metadata
 from waitroom.view import EventView
 
 routes = web.RouteTableDef()
@@ -149,3 +152,42 @@ async def stats(request: web.Request) -> web.StreamResponse:
     event_id = request.match_info["event_id"]
     view = await _fresh_view(gw, event_id)
     return reply(events.event_stats(view, gw.store.clock.now_ms()).as_json())
+
+
+@routes.post(ADMIN_PREFIX + "/events/{event_id}/registrations/{registration_id}/cancel")
+@_guarded
+async def cancel_registration(request: web.Request) -> web.StreamResponse:
+    """Cancel a registration (its id as exported): the seat frees, the payment for it is
+    refunded once, the family is emailed. Again: the same answer. Body: {"reason": ...}."""
+    gw = gateway_of(request)
+    event_id = request.match_info["event_id"]
+    raw = request.match_info["registration_id"]
+    if not raw.isascii() or not raw.isdigit() or not 0 < len(raw) <= 12:
+        raise ApiError(404, "unknown_registration")
+    body = await _body(request) if request.can_read_body else {}
+    reason = body.get("reason", "") if isinstance(body, dict) else None
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise ApiError(422, "invalid", field="reason", detail="a text of 500 characters at most")
+    token = gw.settings.service_token
+    if gw.cart is None or token is None:
+        raise ApiError(503, "unavailable", detail="no cart service configured")
+    done = await call_cart(
+        gw,
+        "CancelRegistration",
+        cart_pb2.CancelRegistrationRequest(
+            event_id=event_id,
+            registration_id=int(raw),
+            reason=reason.strip(),
+            cancelled_by=_who(request),
+        ),
+        bearer_metadata(token.get_secret_value()),
+    )
+    return reply(
+        {
+            "registration_id": done.registration_id,
+            "activity_id": done.activity_id,
+            "participant": done.participant,
+            "amount_cents": done.amount_cents,
+            "refund": done.refund_status or None,
+        }
+    )

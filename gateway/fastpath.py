@@ -49,7 +49,7 @@ def install(runner: web.AppRunner) -> None:
             parts = path[_PREFIX_LEN:].split("/")
             if len(parts) == 3 and parts[1] == "tickets" and request.method == "GET":
                 started = time.perf_counter()
-                answer = poll_known_ticket(gw, parts[0], parts[2])
+                answer = poll_known_ticket(gw, parts[0], parts[2], request)
                 if answer is not None:
                     observe.request(POLL_ROUTE, "GET", answer.status, time.perf_counter() - started)
                     return answer

@@ -60,8 +60,19 @@ def _render(request: web.Request, template: str, event_id: str = "") -> web.Resp
         request.headers.get("Accept-Language", ""),
     )
     table = MESSAGES[lang]
-    fields = _origin_of(gateway_of(request).settings.payment_fields_url)
+    gw = gateway_of(request)
+    fields = _origin_of(gw.settings.payment_fields_url)
+    view = gw.store.views.get(event_id) if event_id else None
+    help_line = None if view is None else view.config.help
+    conditions = None if view is None or view.config.conditions is None else view.config.conditions
     html = _env.get_template(template).render(
+        help_line=help_line,
+        # The conditions in the page's language, as paragraphs.
+        conditions=(
+            None
+            if conditions is None
+            else [p.strip() for p in conditions[lang].split("\n\n") if p.strip()]
+        ),
         lang=lang,
         other_lang="en" if lang == "fr" else "fr",
         t=table.__getitem__,
@@ -76,7 +87,7 @@ def _render(request: web.Request, template: str, event_id: str = "") -> web.Resp
     }
     response = web.Response(text=html, content_type="text/html", charset="utf-8", headers=headers)
     if request.query.get("lang") in LANGUAGES:
-        secure = gateway_of(request).settings.secure_cookies
+        secure = gw.settings.secure_cookies
         response.set_cookie(
             LANG_COOKIE, lang, max_age=365 * 86400, path="/", samesite="Lax", secure=secure
         )

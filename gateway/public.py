@@ -296,7 +296,9 @@ def _stale(gw: Gateway, view: EventView, arrival: int, now_ms: int) -> web.Respo
     return unavailable()
 
 
-def _poll_known(gw: Gateway, view: EventView, ticket_id: str, arrival: int) -> web.Response | None:
+def _poll_known(
+    gw: Gateway, view: EventView, ticket_id: str, arrival: int, seen: int | None
+) -> web.Response | None:
     """A poll answered from memory alone; None when it needs Redis (the slow path)."""
     now_ms = gw.store.clock.now_ms()
     stale = _stale(gw, view, arrival, now_ms)
@@ -304,7 +306,7 @@ def _poll_known(gw: Gateway, view: EventView, ticket_id: str, arrival: int) -> w
         return stale
     if arrival > view.seq:
         return None
-    res = view.resolve(arrival, now_ms)
+    res = view.resolve(arrival, now_ms, seen)
     if res.lost_priority:
         return None
     return _answer(gw, view, ticket_id, arrival, res, now_ms)
@@ -320,9 +322,25 @@ def _answer(
     return reply(ticket_body(gw, view, ticket_id, arrival, res, now_ms))
 
 
-def poll_known_ticket(gw: Gateway, event_id: str, ticket_id: str) -> web.Response | None:
+def seen_position(request: web.BaseRequest) -> int | None:
+    """``?seen=N``: the position the page showed last (a positive integer), or None.
+    ValueError when it is there but not one."""
+    if not request.query_string:
+        return None
+    raw = request.query.get("seen")
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or int(raw) < 1:
+        raise ValueError(raw)
+    return int(raw)
+
+
+def poll_known_ticket(
+    gw: Gateway, event_id: str, ticket_id: str, request: web.BaseRequest
+) -> web.Response | None:
     """The poll of a ticket this process has verified, answered from memory; None when
-    the full handler must run (unknown event or id here, a Redis write, or a failure)."""
+    the full handler must run (unknown event or id here, a Redis write, a bad query, or
+    a failure)."""
     view = gw.store.views.get(event_id)
     if view is None:
         return None
@@ -330,7 +348,11 @@ def poll_known_ticket(gw: Gateway, event_id: str, ticket_id: str) -> web.Respons
     if arrival is None:
         return None
     try:
-        return _poll_known(gw, view, ticket_id, arrival)
+        seen = seen_position(request)
+    except ValueError:
+        return None  # the full handler answers 400
+    try:
+        return _poll_known(gw, view, ticket_id, arrival, seen)
     except Exception:
         log.exception("poll fast path failed; answering through the full handler")
         return None
@@ -340,7 +362,10 @@ async def poll(request: web.Request) -> web.StreamResponse:
     """The load: a known ticket is answered without an await or a Redis round trip."""
     started = time.perf_counter()
     known = poll_known_ticket(
-        request.app[GATEWAY], request.match_info["event_id"], request.match_info["ticket_id"]
+        request.app[GATEWAY],
+        request.match_info["event_id"],
+        request.match_info["ticket_id"],
+        request,
     )
     if known is not None:
         observe.request(TICKET_PATH, "GET", known.status, time.perf_counter() - started)
@@ -353,6 +378,10 @@ async def _poll_in_full(request: web.Request) -> web.Response:
     """A poll that needs Redis: first sight of an id here, a ticket issued a moment ago
     elsewhere, or one that lost priority and must be put back in line."""
     gw, view, ticket_id, arrival = await _ticket(request)
+    try:
+        seen = seen_position(request)
+    except ValueError:
+        raise ApiError(400, "invalid", field="seen", detail="a positive integer") from None
     now_ms = gw.store.clock.now_ms()
     stale = _stale(gw, view, arrival, now_ms)
     if stale is not None:
@@ -362,7 +391,7 @@ async def _poll_in_full(request: web.Request) -> web.Response:
         seq = int(await gw.redis.get(EventKeys(view.event_id).seq) or 0)
         if arrival > seq:
             return error(404, "unknown_ticket")
-    res = view.resolve(arrival, now_ms)
+    res = view.resolve(arrival, now_ms, seen)
     if res.lost_priority:
         res = await _put_back(gw, view, arrival, now_ms)
     return _answer(gw, view, ticket_id, arrival, res, now_ms)

@@ -10,6 +10,7 @@ Documented in ``docs/openapi/registration.yaml``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from typing import Literal, TypeVar
@@ -282,16 +283,45 @@ async def checkout(request: web.Request) -> web.Response:
     return reply(as_json(result), status=status)
 
 
+END_RETRY_FOR_S = 120.0  # a Redis Cluster fails over in 2-3 s; an outage may last longer
+
+
 async def _end_session(gw: Gateway, admission: Admission) -> None:
-    """Free the session's slot in the waiting room: the next parent comes in."""
+    """Free the session's slot in the waiting room: the next parent comes in. When Redis
+    cannot be written (a failover, an outage), the registration stands and the end is
+    tried again in the background for a while: a paid session must not hold its slot
+    until its expiry (the page that reads a paid cart ends it too)."""
+    if await _try_end(gw, admission):
+        return
+    task = asyncio.create_task(_end_later(gw, admission), name=f"end-{admission.arrival}")
+    gw.background.add(task)
+    task.add_done_callback(gw.background.discard)
+
+
+async def _try_end(gw: Gateway, admission: Admission) -> bool:
     try:
         outcome = await leave(gw.scripts, admission.event_id, admission.arrival)
-    except Exception as exc:  # the registration stands; the slot frees at its TTL instead
+    except Exception as exc:  # any failure: tried again
         log.warning("session %s not ended after checkout: %s", admission.arrival, exc)
-        return
+        return False
     view = gw.store.views.get(admission.event_id)
     if view is not None and outcome is LeaveOutcome.SESSION_ENDED:
         view.apply_log([f"E {admission.arrival}"], local=True)
+    return True
+
+
+async def _end_later(gw: Gateway, admission: Admission) -> None:
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + END_RETRY_FOR_S, 0.5
+    while loop.time() < deadline:
+        await asyncio.sleep(delay)
+        delay = min(5.0, delay * 2)
+        if await _try_end(gw, admission):
+            log.info("session %s ended after checkout, on a later try", admission.arrival)
+            return
+    log.error(
+        "session %s not ended after checkout: its slot frees at its expiry", admission.arrival
+    )
 
 
 @json_errors

@@ -18,6 +18,8 @@ from redis.exceptions import RedisError
 
 from gateway import observe
 from gateway.state import gateway_of
+from waitroom import logs
+from waitroom.redis_conn import lost_connection
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,15 @@ async def answering_errors(
     other sites allowed). Every answer is counted and timed under ``route`` (by default
     the matched route)."""
     started = time.perf_counter()
-    response = await _answering_errors(request, call, origins)
+    # The request id its logs carry and the gRPC calls pass on; answered back.
+    request_id = logs.request_id_from(request.headers.get(logs.HEADER))
+    token = logs.REQUEST_ID.set(request_id)
+    try:
+        response = await _answering_errors(request, call, origins)
+    finally:
+        logs.REQUEST_ID.reset(token)
+    if not response.prepared:
+        response.headers[logs.HEADER] = request_id
     if route is None:
         info = getattr(request, "match_info", None)
         resource = info.route.resource if info is not None else None
@@ -121,7 +131,10 @@ async def _answering_errors(
     except (RedisError, OSError, TimeoutError):
         log.warning("redis unavailable during %s %s", request.method, request.path)
         return unavailable()
-    except Exception:
+    except Exception as exc:
+        if lost_connection(exc):  # a Redis connection closed under the client: a failover
+            log.warning("redis connection lost during %s %s", request.method, request.path)
+            return unavailable()
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error(500, "internal")
 

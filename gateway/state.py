@@ -42,6 +42,8 @@ class Gateway:
     family_key: bytes = b""
     # The public catalogue's answers, by query: (fresh until, the answer); gateway/browse.py.
     browse_copies: dict[Any, tuple[float, asyncio.Future[bytes]]] = field(default_factory=dict)
+    # Work that outlives its request (a paid session's end, tried again after an outage).
+    background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def ticket_key(self, view: EventView) -> bytes:
         """The MAC key of the event's ticket ids (derived once per event and salt)."""

@@ -36,10 +36,15 @@ from loadtests.faults import (
     BadSchedule,
     FaultRunner,
     FaultSpec,
+    calm_failures,
+    error_budget,
     fault_checks,
+    fault_windows,
     load_schedule,
     outflow_resumed,
+    positions_never_rose,
 )
+from loadtests.hoststack import HostStack, available
 from loadtests.report import WEEKS, Plan, Report, Sample
 from payment_adapter.store import payments
 from waitroom import audit
@@ -166,10 +171,13 @@ def run(plan: Plan) -> int:
     except BadSchedule as exc:
         print(f"drill: {exc}", file=sys.stderr)
         return 2
+    if schedule and (why := available()) is not None:
+        print(f"drill: the fault drill spreads the stack over hosts: {why}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     out = plan.out
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("parents-*.jsonl"):
+    for old in [*out.glob("parents-*.jsonl"), *out.glob("requests-*.json")]:
         old.unlink()
     run_dir = out / "stack"
     for old_dir in (run_dir, out / "logs"):  # a night of its own: no earlier run's data
@@ -178,29 +186,39 @@ def run(plan: Plan) -> int:
     if plan.faults is not None:
         # A cart a crash left locked is settled within seconds, before the drill ends.
         env.update(WAITROOM_PAYMENT_LOCK_S="10", WAITROOM_SETTLE_INTERVAL_S="1")
+        # The sandbox provider gives up a charge at the adapter's timeout (10 s) and never
+        # completes it later: its own deadline, past which "no record" means declined.
+        env.update(WAITROOM_PROVIDER_DEADLINE_S="20")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if plan.database:  # a database of the drill's own on that server, dropped at the end
+    if plan.database and not schedule:  # a database of the drill's own, dropped at the end
         ledger = asyncio.run(create_database(plan.database, "waitroom_drill"))
         env["WAITROOM_DATABASE_URL"] = env["WAITROOM_PAYMENT_DATABASE_URL"] = ledger
         print(f"drill: ledger in {ledger}", flush=True)
     try:
         return _run(plan, env, run_dir, schedule)
     finally:
-        if plan.database:
+        if plan.database and not schedule:
             asyncio.run(drop_database(plan.database, env["WAITROOM_DATABASE_URL"]))
 
 
 def _run(plan: Plan, env: dict[str, str], run_dir: Path, schedule: list[FaultSpec]) -> int:
     out = plan.out
-    print(f"drill: preparing {plan.parents} families and {WEEKS} weeks", flush=True)
-    weeks = asyncio.run(_prepare_ledger(env["WAITROOM_DATABASE_URL"], plan))
-    stack = LocalStack(
-        run_dir, env, plan.gateways, log_dir=out / "logs", cart_replicas=plan.cart_replicas,
-        queue_standby=bool(schedule), heal=bool(schedule),
-    )  # fmt: skip
+    # With faults, the stack spread over hosts, healing (loadtests/hoststack.py).
+    stack: HostStack | LocalStack = (
+        HostStack(run_dir, env, out / "logs")
+        if schedule
+        else LocalStack(
+            run_dir, env, plan.gateways, log_dir=out / "logs", cart_replicas=plan.cart_replicas
+        )
+    )
     runner: FaultRunner | None = None
     started = time.monotonic()
     try:
+        if isinstance(stack, HostStack):
+            print(f"drill: {len(stack.hosts.names)} hosts, PostgreSQL, a Redis Cluster", flush=True)
+            stack.prepare()
+        print(f"drill: preparing {plan.parents} families and {WEEKS} weeks", flush=True)
+        weeks = asyncio.run(_prepare_ledger(env["WAITROOM_DATABASE_URL"], plan))
         stack.start()
         if not stack.wait_ready():
             print("drill: the stack did not start; see logs/", file=sys.stderr)
@@ -233,16 +251,20 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path, schedule: list[FaultSpe
         sampler.start()
         if schedule:
             (out / "faults.log").unlink(missing_ok=True)
-            runner = FaultRunner(stack, schedule, opens_at, out / "faults.log")
+            assert isinstance(stack, HostStack)
+            runner = FaultRunner(stack, schedule, opens_at, out / "faults.log", EVENT)
             runner.start()
+        argv = [
+            sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
+            "--headless", "-u", str(plan.parents), "-r", f"{spawn_rate:.2f}",
+            "--run-time", f"{plan.max_s}s", "--stop-timeout", "5",
+            "--host", stack.base, "--csv", str(out / "locust"), "--only-summary",
+            "--loglevel", "WARNING", "--exit-code-on-error", "0",
+        ]  # fmt: skip
+        if isinstance(stack, HostStack):  # the parents reach only the load balancer
+            argv = stack.command_on("locust", argv)
         locust = subprocess.run(
-            [
-                sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
-                "--headless", "-u", str(plan.parents), "-r", f"{spawn_rate:.2f}",
-                "--run-time", f"{plan.max_s}s", "--stop-timeout", "5",
-                "--host", stack.base, "--csv", str(out / "locust"), "--only-summary",
-                "--loglevel", "WARNING", "--exit-code-on-error", "0",
-            ],
+            argv,
             env=locust_env, cwd=ROOT, stdout=(out / "locust.log").open("w"),
             stderr=subprocess.STDOUT, check=False, preexec_fn=die_with_parent,
         )  # fmt: skip
@@ -250,38 +272,46 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path, schedule: list[FaultSpe
         print(f"drill: locust done in {time.monotonic() - started:.0f} s", flush=True)
         if runner is not None:  # carts a crash left locked: settled, the stack still healing
             asyncio.run(_settled(env["WAITROOM_DATABASE_URL"], timeout_s=60))
-        record = asyncio.run(_audit(env["WAITROOM_REDIS_URL"]))
+        cluster = env.get("WAITROOM_REDIS_CLUSTER") == "true"
+        record = asyncio.run(_audit(env["WAITROOM_REDIS_URL"], cluster))
         seats = asyncio.run(_seats(env["WAITROOM_DATABASE_URL"]))
         money = asyncio.run(
             _payments_agree(env["WAITROOM_DATABASE_URL"], env["WAITROOM_PAYMENT_DATABASE_URL"])
         )
         parents = _parents(out)
-        sessions = asyncio.run(_paid_sessions_ended(env["WAITROOM_REDIS_URL"], parents))
+        sessions = asyncio.run(_paid_sessions_ended(env["WAITROOM_REDIS_URL"], cluster, parents))
     finally:
         if runner is not None:
             runner.stop()
         stack.stop()
     injected = runner.injected if runner is not None else []
+    seconds = _seconds(out)
     fault_verdicts = (
         [
             *fault_checks(injected),
             outflow_resumed(injected, sampler.samples, plan.max_active),
+            error_budget(injected, seconds),
+            calm_failures(injected, seconds),
         ]
         if schedule
         else []
     )
     report = Report(
         plan, opens_at, record, seats, parents, _locust_stats(out), locust.returncode,
-        sampler.samples, extra_checks=[*money, sessions, *fault_verdicts],
+        sampler.samples,
+        extra_checks=[*money, sessions, positions_never_rose(parents), *fault_verdicts],
         faults_log=[fault.line for fault in injected],
+        fault_marks=[(f.at, f.target or f.spec.what) for f in injected if not f.error],
+        fault_spans=[(start, end) for _, start, end in fault_windows(injected)],
+        seconds=seconds,
     )  # fmt: skip
     verdict = report.write()
     print(f"drill: report in {out / 'report.md'}: {'PASS' if verdict else 'FAIL'}", flush=True)
     return 0 if verdict else 1
 
 
-async def _audit(redis_url: str) -> audit.DrawRecord:
-    redis = make_redis(redis_url)
+async def _audit(redis_url: str, cluster: bool) -> audit.DrawRecord:
+    redis = make_redis(redis_url, cluster=cluster)
     try:
         return await audit.load_record(redis, EVENT)
     finally:
@@ -362,21 +392,25 @@ async def _payments_agree(ledger_url: str, payments_url: str) -> list[tuple[str,
 
 
 async def _paid_sessions_ended(
-    redis_url: str, parents: list[dict[str, Any]]
+    redis_url: str, cluster: bool, parents: list[dict[str, Any]]
 ) -> tuple[str, bool, str]:
     """Every parent who paid left the door: no paid session still holds a slot."""
     paid = [p["arrival"] for p in parents if p.get("outcome") == "paid" and p.get("arrival")]
-    redis = make_redis(redis_url)
+    redis = make_redis(redis_url, cluster=cluster)
     try:
         scores = await redis.zmscore(EventKeys(EVENT).active, [str(a) for a in paid])
         now_ms = int(time.time() * 1000)
     finally:
         await redis.aclose()
-    open_ = sum(1 for score in (scores or []) if score is not None and score > now_ms)
+    holding = [
+        a for a, score in zip(paid, scores or [], strict=False)
+        if score is not None and score > now_ms
+    ]  # fmt: skip
     return (
         "every session that paid ended (payments settled in the background too)",
-        bool(paid) and open_ == 0,
-        f"{len(paid)} paid; {open_} still holding a slot",
+        bool(paid) and not holding,
+        f"{len(paid)} paid; {len(holding)} still holding a slot"
+        + (f" (arrivals {', '.join(map(str, holding[:10]))})" if holding else ""),
     )
 
 
@@ -385,6 +419,16 @@ def _parents(out: Path) -> list[dict[str, Any]]:
     for path in sorted(out.glob("parents-*.jsonl")):
         found += [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
     return found
+
+
+def _seconds(out: Path) -> dict[int, list[int]]:
+    """The parents' requests per second, summed over Locust's processes."""
+    total: dict[int, list[int]] = {}
+    for path in out.glob("requests-*.json"):
+        for second, counts in json.loads(path.read_text("utf-8")).items():
+            mine = total.setdefault(int(second), [0] * len(counts))
+            total[int(second)] = [a + b for a, b in zip(mine, counts, strict=True)]
+    return total
 
 
 def _locust_stats(out: Path) -> list[dict[str, str]]:
@@ -417,8 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-s", type=int, default=0, help="hard stop (default: computed)")
     parser.add_argument(
         "--faults", type=Path, nargs="?", const=DEFAULT_SCHEDULE, default=None,
-        help="inject the faults of this schedule (default: loadtests/faults.toml); the "
-        "stack heals, with a standby queue service and two gateway processes",
+        help="inject the faults of this schedule (default: loadtests/faults.toml) on the "
+        "stack spread over hosts (network namespaces, root): a load balancer, two gateway "
+        "hosts, two queue services, two cart replicas, a Redis Cluster, PostgreSQL",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "drill-report")
     args = parser.parse_args(argv)
@@ -431,8 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat_timeout_s=args.heartbeat_timeout,
         sleep_share=args.sleep_share,
         decline_share=args.decline_share,
-        gateways=max(args.gateways, 2) if args.faults else args.gateways,
-        cart_replicas=args.cart_replicas,
+        gateways=2 if args.faults else args.gateways,  # the hosts' layout
+        cart_replicas=2 if args.faults else args.cart_replicas,
         database=args.database,
         max_s=args.max_s or args.draw_in + drain_s * 3 + 300,
         out=args.out.resolve(),

@@ -1,20 +1,33 @@
 """Faults on purpose during a drill (``python -m loadtests.drill --faults FILE``).
 
-A schedule is a TOML file of ``[[fault]]`` tables, each at a time after the draw::
+A schedule is a TOML file of ``[[fault]]`` tables, each at a time after the draw and with
+one action::
 
     [[fault]]
-    at_s = 10            # seconds after the draw
-    kill = "queue_leader" # SIGKILL: queue_leader, a process's name, or "redis"
+    at_s = 10                # seconds after the draw
+    kill = "queue_leader"    # SIGKILL a process (the supervisor starts it again)
 
-Names are the stack's processes: ``queue_leader`` (whichever queue service holds the
-lease then), ``queue_service``, ``queue_service-standby``, ``cart_service``,
-``cart_service-1``..., ``payment_adapter``, ``gateway-0``..., and ``redis`` (the stack's
-own Redis). The stack heals (``LocalStack(heal=True)``): each killed process is started
-again by the supervisor, and the report says when it came back.
+    [[fault]]
+    at_s = 30
+    link_down = "gw-a"       # a host off the network for for_s seconds
+    for_s = 30
 
-Today the drill runs on one host: the network faults of the fault drill (a gateway's
-link down, loss and latency toward the provider) and a PostgreSQL restart need the
-stack spread over network namespaces (``waitroom.netns``) and are not built yet.
+    [[fault]]
+    at_s = 60
+    slow = "payments"        # latency and loss toward the payment provider for for_s
+    delay_ms = 1500
+    loss = 0.1
+    for_s = 60
+
+    [[fault]]
+    at_s = 90
+    restart = "postgres"     # an immediate shutdown; started again by the supervisor
+
+Processes to kill: ``queue_leader`` (whichever queue service holds the lease then),
+``redis_master`` (the master serving the drill event's keys), ``cart_service``,
+``cart_service-1``, ``payment_adapter``, ``gateway-0``, ``gateway-1``, ``haproxy``, or a
+Redis node by ``host:port``. Hosts (``link_down``): ``gw-a``, ``gw-b``, ``svc``, ``pay``,
+``queue-a``, ``queue-b``, ``redis-a``... (``loadtests/hoststack.py``).
 """
 
 from __future__ import annotations
@@ -26,13 +39,13 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import redis
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from loadtests.hoststack import HostStack
 from loadtests.report import Sample
-from waitroom import keys
-from waitroom.devstack import LocalStack
 
 DEFAULT_SCHEDULE = Path(__file__).resolve().parent / "faults.toml"
 CAME_BACK_WITHIN_S = 30.0
@@ -42,7 +55,35 @@ class FaultSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     at_s: float = Field(ge=0, le=3600)
-    kill: str = Field(min_length=1, max_length=64)
+    kill: str | None = Field(None, min_length=1, max_length=64)
+    link_down: str | None = Field(None, min_length=1, max_length=64)
+    slow: Literal["payments"] | None = None
+    restart: Literal["postgres"] | None = None
+    for_s: float = Field(30, gt=0, le=600)  # link_down and slow: how long
+    delay_ms: int = Field(1500, ge=0, le=60_000)  # slow: added each way
+    loss: float = Field(0.1, ge=0, le=0.9)  # slow: share of packets dropped
+
+    @model_validator(mode="after")
+    def _one_action(self) -> FaultSpec:
+        actions = [a for a in (self.kill, self.link_down, self.slow, self.restart) if a]
+        if len(actions) != 1:
+            raise ValueError("each fault has exactly one of kill, link_down, slow, restart")
+        return self
+
+    @property
+    def lasts(self) -> bool:
+        """A fault lifted after for_s (a link, a slow path), not healed by a restart."""
+        return bool(self.link_down or self.slow)
+
+    @property
+    def what(self) -> str:
+        if self.kill:
+            return f"kill {self.kill}"
+        if self.link_down:
+            return f"link down {self.link_down} for {self.for_s:.0f} s"
+        if self.slow:
+            return f"{self.slow}: +{self.delay_ms} ms, {self.loss:.0%} loss for {self.for_s:.0f} s"
+        return f"restart {self.restart}"
 
 
 class Schedule(BaseModel):
@@ -70,7 +111,8 @@ def load_schedule(path: Path) -> list[FaultSpec]:
 
 @dataclass
 class Injected:
-    """What happened to one fault: when it struck, what it hit, when the victim was back."""
+    """What happened to one fault: when it struck, what it hit, when it was over (the
+    victim back, or the link or path restored)."""
 
     spec: FaultSpec
     at: float = 0.0  # wall clock
@@ -82,21 +124,29 @@ class Injected:
     @property
     def line(self) -> str:
         if self.error:
-            return f"+{self.spec.at_s:.0f} s: kill {self.spec.kill}: NOT injected ({self.error})"
+            return f"+{self.spec.at_s:.0f} s: {self.spec.what}: NOT injected ({self.error})"
         back = (
             f"back after {self.back_after_s:.1f} s" if self.back_after_s is not None else "NOT back"
         )
-        return f"+{self.spec.at_s:.0f} s: SIGKILL {self.target} (pid {self.pid}); {back}"
+        if self.pid:
+            return f"+{self.spec.at_s:.0f} s: {self.how} {self.target} (pid {self.pid}); {back}"
+        return f"+{self.spec.at_s:.0f} s: {self.spec.what}; {back}"
+
+    @property
+    def how(self) -> str:
+        return "SIGQUIT (immediate shutdown)" if self.spec.restart else "SIGKILL"
 
 
 class FaultRunner:
-    """Strikes each fault at its time after ``opens_at`` and keeps the stack healing, on
-    a thread of its own (the drill's main thread waits for Locust)."""
+    """Strikes each fault at its time after ``opens_at``, lifts the lasting ones after
+    their ``for_s``, and keeps the stack healing, on a thread of its own (the drill's main
+    thread waits for Locust)."""
 
     def __init__(
-        self, stack: LocalStack, schedule: list[FaultSpec], opens_at: float, log: Path
+        self, stack: HostStack, schedule: list[FaultSpec], opens_at: float, log: Path, event: str
     ) -> None:
         self.stack, self.schedule, self.opens_at, self.log = stack, schedule, opens_at, log
+        self.event = event
         self.injected: list[Injected] = []
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="faults", daemon=True)
@@ -108,7 +158,7 @@ class FaultRunner:
         pending = list(self.schedule)
         watching: list[Injected] = []
         while not self._done.is_set():
-            self.stack.check()  # the supervisor restarts what died (heal=True)
+            self.stack.check()  # the supervisor restarts what died
             now = time.time()
             while pending and now >= self.opens_at + pending[0].at_s:
                 fault = self._strike(pending.pop(0))
@@ -117,11 +167,13 @@ class FaultRunner:
                 if not fault.error:
                     watching.append(fault)
             for fault in list(watching):
-                if self._back(fault.target):
+                if self._over(fault, now):
                     fault.back_after_s = time.time() - fault.at
                     watching.remove(fault)
                     self._write(fault)
             self._done.wait(0.1)
+        for fault in watching:  # the drill ended first: lift what still holds
+            self._lift(fault.spec)
 
     def stop(self) -> None:
         self._done.set()
@@ -129,44 +181,42 @@ class FaultRunner:
 
     def _strike(self, spec: FaultSpec) -> Injected:
         fault = Injected(spec, at=time.time())
+        stack = self.stack
         try:
-            fault.target = self._resolve(spec.kill)
-            fault.pid = self._pid(fault.target)
-            os.kill(fault.pid, signal.SIGKILL)
-        except (LookupError, OSError, redis.RedisError) as exc:
+            if spec.kill:
+                fault.target = stack.resolve(spec.kill, self.event)
+                fault.pid = stack.pid_of(fault.target)
+                os.kill(fault.pid, signal.SIGKILL)
+            elif spec.restart:
+                fault.target = spec.restart
+                fault.pid = stack.restart_postgres()
+            elif spec.link_down:
+                fault.target = spec.link_down
+                stack.link(spec.link_down, up=False)
+            elif spec.slow:
+                fault.target = spec.slow
+                stack.slow_payments(spec.delay_ms, spec.loss)
+        except (LookupError, OSError, redis.RedisError, KeyError) as exc:
             fault.error = str(exc) or type(exc).__name__
         return fault
 
-    def _resolve(self, name: str) -> str:
-        if name != "queue_leader":
-            return name
-        url = self.stack.env["WAITROOM_REDIS_URL"]
-        client = redis.Redis.from_url(url, socket_timeout=2, decode_responses=True)
-        try:
-            held = client.get(keys.LEADER)
-        finally:
-            client.close()
-        if held is None:
-            raise LookupError("no queue service holds the lease")
-        instance = str(held).split(":", 1)[1]
-        return "queue_service-standby" if instance == "standby" else "queue_service"
+    def _lift(self, spec: FaultSpec) -> None:
+        if spec.link_down:
+            self.stack.link(spec.link_down, up=True)
+        elif spec.slow:
+            self.stack.slow_payments(0, 0.0)
 
-    def _pid(self, target: str) -> int:
-        if target == "redis":
-            server = self.stack.redis_server
-            if server is None or server.process is None or server.process.poll() is not None:
-                raise LookupError("the stack's Redis is not running")
-            return int(server.process.pid)
-        for child in self.stack.supervisor.children:
-            if child.name == target and child.process is not None and child.running():
-                return int(child.process.pid)
-        raise LookupError(f"no running process named {target!r}")
-
-    def _back(self, target: str) -> bool:
+    def _over(self, fault: Injected, now: float) -> bool:
+        if fault.spec.lasts:
+            if now < fault.at + fault.spec.for_s:
+                return False
+            self._lift(fault.spec)
+            return True
         try:
-            return self._pid(target) not in {f.pid for f in self.injected}
+            back = self.stack.pid_of(fault.target) not in {f.pid for f in self.injected}
         except LookupError:
             return False
+        return back and (not fault.spec.restart or self.stack.pg_ready())
 
     def _write(self, fault: Injected) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime())
@@ -175,12 +225,16 @@ class FaultRunner:
         print(f"faults: {fault.line}", flush=True)
 
 
+def _healed_in_time(fault: Injected) -> bool:
+    if fault.back_after_s is None:
+        return False
+    limit = fault.spec.for_s + 5 if fault.spec.lasts else CAME_BACK_WITHIN_S
+    return fault.back_after_s <= limit
+
+
 def fault_checks(injected: list[Injected]) -> list[tuple[str, bool, str]]:
     """The report's verdicts on the faults themselves."""
     struck = [f for f in injected if not f.error]
-    back = [
-        f for f in struck if f.back_after_s is not None and f.back_after_s <= CAME_BACK_WITHIN_S
-    ]
     return [
         (
             "every scheduled fault was injected",
@@ -189,15 +243,16 @@ def fault_checks(injected: list[Injected]) -> list[tuple[str, bool, str]]:
             + "".join(f"; {f.line}" for f in injected if f.error),
         ),
         (
-            f"every killed process came back within {CAME_BACK_WITHIN_S:.0f} s",
-            bool(struck) and len(back) == len(struck),
+            f"every fault was over in time (a killed process back within "
+            f"{CAME_BACK_WITHIN_S:.0f} s, a link or path restored when due)",
+            bool(struck) and all(_healed_in_time(f) for f in struck),
             ", ".join(
                 f"{f.target} {f.back_after_s:.1f} s"
                 if f.back_after_s is not None
                 else f"{f.target} NOT back"
                 for f in struck
             )
-            or "nothing was killed",
+            or "nothing was struck",
         ),
     ]
 
@@ -207,7 +262,7 @@ def outflow_resumed(
 ) -> tuple[str, bool, str]:
     """After each fault, admissions went on within ``within_s`` wherever someone was
     waiting with room at the door (the operator's stats, sampled each second)."""
-    found = []
+    found: list[tuple[Injected, float | None, str]] = []
     for fault in (f for f in injected if not f.error):
         after = [s for s in samples if s.at >= fault.at]
         if not after:
@@ -226,3 +281,78 @@ def outflow_resumed(
         for f, d, note in found
     )
     return (f"the outflow resumed within {within_s:.0f} s of each fault", ok, detail)
+
+
+# The error budget of the parents' requests in each fault's window: at most one in twenty
+# answered 5xx, at most one in ten needing a retry (a 5xx, or no connection at all).
+BUDGET_5XX = 0.05
+BUDGET_RETRIED = 0.10
+SETTLE_S = 15.0  # a fault's window: from the strike to this long after it was over
+
+
+def fault_windows(injected: list[Injected]) -> list[tuple[Injected, float, float]]:
+    """Each struck fault's window on the wall clock: from the strike to SETTLE_S after
+    its victim was back (or its link or path restored; the drill's end if never)."""
+    windows = []
+    for fault in (f for f in injected if not f.error):
+        over = fault.back_after_s if fault.back_after_s is not None else 3600.0
+        windows.append((fault, fault.at, fault.at + over + SETTLE_S))
+    return windows
+
+
+def _sum(seconds: dict[int, list[int]], start: float, end: float) -> list[int]:
+    total = [0, 0, 0, 0]
+    for second, counts in seconds.items():
+        if start <= second < end:
+            total = [a + b for a, b in zip(total, counts[:4], strict=True)]
+    return total
+
+
+def error_budget(injected: list[Injected], seconds: dict[int, list[int]]) -> tuple[str, bool, str]:
+    """Per fault window: the share of the parents' requests answered 5xx and the share
+    that needed a retry, against the budget."""
+    found = []
+    for fault, start, end in fault_windows(injected):
+        requests, _, errors, refused = _sum(seconds, start, end)
+        share_5xx = errors / requests if requests else 0.0
+        share_retried = (errors + refused) / requests if requests else 0.0
+        ok = requests > 0 and share_5xx <= BUDGET_5XX and share_retried <= BUDGET_RETRIED
+        found.append(
+            (ok, f"{fault.target}: {share_5xx:.1%} 5xx, {share_retried:.1%} retried "
+                 f"of {requests}")
+        )  # fmt: skip
+    return (
+        f"error budget in each fault window (5xx <= {BUDGET_5XX:.0%}, needing a retry <= "
+        f"{BUDGET_RETRIED:.0%} of the parents' requests)",
+        bool(found) and all(ok for ok, _ in found),
+        "; ".join(detail for _, detail in found) or "no fault struck",
+    )
+
+
+def calm_failures(injected: list[Injected], seconds: dict[int, list[int]]) -> tuple[str, bool, str]:
+    """Outside every fault's window, no request failed at all (the calm night's check)."""
+    windows = [(start, end) for _, start, end in fault_windows(injected)]
+    requests = failed = 0
+    for second, counts in seconds.items():
+        if any(start <= second < end for start, end in windows):
+            continue
+        requests += counts[0]
+        failed += counts[1]
+    return (
+        "no failed request outside the fault windows (5xx, unexpected status, no connection)",
+        requests > 0 and failed == 0,
+        f"{failed} failures of {requests} requests outside the windows",
+    )
+
+
+def positions_never_rose(parents: list[dict[str, Any]]) -> tuple[str, bool, str]:
+    """A polling ticket's position never went up (a requeued one starts a new line)."""
+    rose = [p for p in parents if p.get("rose")]
+    worst = max((int(p["rose"]) for p in rose), default=0)
+    polled = sum(1 for p in parents if p.get("first_position") is not None)
+    return (
+        "positions never rose for a polling ticket",
+        polled > 0 and not rose,
+        f"{polled} tickets polled in line; {len(rose)} saw their position rise"
+        + (f" (by up to {worst})" if rose else ""),
+    )

@@ -41,6 +41,9 @@ DECLINE = "4000 0000 0000 0002"
 _numbers = itertools.count()
 _finished = 0
 _records: Any = None
+# Per second of the night: [requests, failures, 5xx answers, no connection, total ms],
+# written to DRILL_OUT/requests-<pid>.json when Locust quits (the fault drill's budget).
+_seconds: dict[int, list[int]] = {}
 
 
 def _family_index() -> int:
@@ -89,8 +92,8 @@ class Parent(FastHttpUser):
                     r.success()  # a throttle answer is the contract, not a failure
                     self._backoff(attempt, r.headers.get("Retry-After"))
                     continue
-                if r.status_code == 0:  # no connection (a gateway died): the page retries
-                    r.failure("join: no connection")
+                if r.status_code == 0 or r.status_code >= 500:  # the page retries
+                    r.failure(f"join {r.status_code or 'no connection'}")
                     self._backoff(attempt, None)
                     continue
                 r.failure(f"join {r.status_code}")
@@ -98,14 +101,24 @@ class Parent(FastHttpUser):
         raise StopUser()
 
     def _wait(self, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """Polls as the waiting page does: any answer but 200 (a 503, a load balancer's
+        502 or 504, no connection) is tried again after a back-off; 404 joins again."""
         ticket = self._join()
         entry.update(ticket_id=ticket["ticket_id"], arrival=ticket.get("arrival"))
         sleeper = random.random() < SLEEP_SHARE
         entry["sleeper"] = sleeper
         body = ticket
         failures = 0
+        last_position: int | None = None
         while True:
             status = body["status"]
+            position = body.get("position")
+            if body.get("requeued"):
+                last_position = None  # a requeued ticket starts a new line
+            elif status == "waiting" and isinstance(position, int):
+                if last_position is not None and position > last_position:
+                    entry["rose"] = max(entry.get("rose", 0), position - last_position)
+                last_position = position
             if status == "waiting" and entry.get("predicted_at") is None and body.get("eta_at"):
                 entry["predicted_at"] = datetime.fromisoformat(body["eta_at"]).timestamp()
                 entry["predicted_when"] = time.time()
@@ -123,6 +136,8 @@ class Parent(FastHttpUser):
             else:
                 gevent.sleep(body["poll_after_ms"] / 1000 * random.uniform(0.85, 1.15))
             url = f"{API}/tickets/{ticket['ticket_id']}"
+            if last_position is not None:  # as the page: the position it showed last
+                url += f"?seen={last_position}"
             with self.client.get(url, name="poll", catch_response=True) as r:
                 if r.status_code == 200:
                     body = r.json()
@@ -131,8 +146,8 @@ class Parent(FastHttpUser):
                     r.success()
                     failures += 1
                     self._backoff(failures, r.headers.get("Retry-After"))
-                elif r.status_code == 0:  # no connection (a gateway died): the page retries
-                    r.failure("poll: no connection")
+                elif r.status_code == 0 or r.status_code >= 500:  # the page retries
+                    r.failure(f"poll {r.status_code or 'no connection'}")
                     failures += 1
                     self._backoff(failures, None)
                 else:
@@ -141,12 +156,24 @@ class Parent(FastHttpUser):
                     return None
 
     def _call(self, method: str, path: str, name: str, token: str, **kw: Any) -> Any:
-        headers = {"Authorization": f"Bearer {token}", **kw.pop("headers", {})}
+        """One step of the registration page. A 5xx (or no answer) shows the parent an
+        error and they press the button again, a few seconds later, a few times."""
+        for attempt in range(4):
+            if attempt:
+                gevent.sleep(2 * random.uniform(0.85, 1.15))
+            answer = self._call_once(method, path, name, token, **kw)
+            if answer is not None:
+                return answer
+        return None
+
+    def _call_once(self, method: str, path: str, name: str, token: str, **kw: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token}", **kw.get("headers", {})}
+        kw = {k: v for k, v in kw.items() if k != "headers"}
         with self.client.request(
             method, API + path, name=name, headers=headers, catch_response=True, **kw
         ) as r:
-            if r.status_code >= 500:
-                r.failure(f"{name} {r.status_code}")
+            if r.status_code >= 500 or r.status_code == 0:
+                r.failure(f"{name} {r.status_code or 'no connection'}")
                 return None
             if r.status_code >= 400:
                 r.success()  # a refusal the page shows the parent (full, declined, ...)
@@ -187,15 +214,12 @@ class Parent(FastHttpUser):
         cards = [DECLINE, APPROVE] if random.random() < DECLINE_SHARE else [APPROVE]
         for card in cards:
             key = str(uuid.uuid4())  # the page keeps it until the outcome is known
-            for _ in range(3):
-                paid = self._call(
-                    "POST", "/cart/checkout", "cart/checkout", token,
-                    headers={"Idempotency-Key": key},
-                    json={"card": {"number": card, "expiry": "12/30", "cvv": "123"}},
-                )  # fmt: skip
-                if paid is not None:
-                    break
-                gevent.sleep(2)  # a 5xx: the parent presses "pay" again, the same key
+            # A 5xx: the parent presses "pay" again, under the same key (_call).
+            paid = self._call(
+                "POST", "/cart/checkout", "cart/checkout", token,
+                headers={"Idempotency-Key": key},
+                json={"card": {"number": card, "expiry": "12/30", "cvv": "123"}},
+            )  # fmt: skip
             outcome = (paid or {}).get("outcome") or (paid or {}).get("error", "error")
             if outcome == "pending":  # the page reads its cart until the payment settles
                 outcome = self._settled(token)
@@ -203,6 +227,17 @@ class Parent(FastHttpUser):
             if outcome != "declined":
                 break
         entry["outcome"] = entry["checkouts"][-1]
+
+    def _leave(self, ticket_id: str) -> None:
+        """End the session as the page does, trying again while the gateway cannot."""
+        for attempt in range(5):
+            with self.client.delete(
+                f"{API}/tickets/{ticket_id}", name="leave", catch_response=True
+            ) as r:
+                if r.status_code < 500 and r.status_code != 0:
+                    return
+                r.failure(f"leave {r.status_code or 'no connection'}")
+            self._backoff(attempt, r.headers.get("Retry-After"))
 
     def _settled(self, token: str) -> str:
         """What a pending payment became, read as the page does (its cart, every 3 s)."""
@@ -233,7 +268,7 @@ class Parent(FastHttpUser):
                 if entry.get("outcome") not in ("paid", "confirmed"):
                     # Done without paying (nothing left, say): the page ends the session,
                     # so the slot goes to the next parent instead of waiting for its TTL.
-                    self.client.delete(f"{API}/tickets/{entry['ticket_id']}", name="leave")
+                    self._leave(entry["ticket_id"])
         finally:
             entry["finished_at"] = time.time()
             _record(entry)
@@ -247,7 +282,21 @@ def _phone(family: int) -> str:
     return f"418 55{family // 10000 % 10}-{family % 10000:04d}"
 
 
+@events.request.add_listener
+def _count(response: Any = None, exception: Any = None, response_time: float = 0, **_: Any) -> None:
+    status = int(getattr(response, "status_code", 0) or 0)
+    counts = _seconds.setdefault(int(time.time()), [0, 0, 0, 0, 0])
+    counts[0] += 1
+    counts[1] += exception is not None
+    counts[2] += status >= 500
+    counts[3] += status == 0
+    counts[4] += int(response_time)
+
+
 @events.quitting.add_listener
 def _close(**_: Any) -> None:
     if _records is not None:
         _records.close()
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"requests-{os.getpid()}.json"
+    path.write_text(json.dumps({str(k): v for k, v in sorted(_seconds.items())}), "utf-8")

@@ -11,9 +11,10 @@ import uvloop
 from payment_adapter import hosted
 from payment_adapter.payments import PaymentService
 from payment_adapter.providers import SandboxProvider
+from payment_adapter.refunds import RefundService
 from payment_adapter.servicer import SERVICE_NAME, PaymentAdapterServicer
 from payment_adapter.store import create_schema
-from waitroom import metrics, tls
+from waitroom import logs, metrics, tls
 from waitroom.db import make_engine, pool_options
 from waitroom.grpc_server import start_server, until_signalled
 from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
@@ -40,8 +41,13 @@ async def serve(
         provider,
         concurrency=settings.provider_concurrency,
         timeout_s=settings.provider_timeout_s,
+        deadline_s=settings.provider_deadline_s,
     )
     await service.prepare()
+    refund_service = RefundService(
+        engine, provider, service.clock_ms, settings.provider_timeout_s,
+        settings.provider_deadline_s,
+    )  # fmt: skip
     interceptor = CallerInterceptor(
         SERVICE_NAME,
         AdmissionVerifier.from_settings(settings),
@@ -52,7 +58,7 @@ async def serve(
         settings.grpc_host,
         settings.payment_grpc_port,
         lambda server: pb_grpc.add_PaymentAdapterServicer_to_server(
-            PaymentAdapterServicer(service), server
+            PaymentAdapterServicer(service, refund_service), server
         ),
         SERVICE_NAME,
         [interceptor],
@@ -71,8 +77,10 @@ async def serve(
     while not stop.is_set():
         try:
             settled = await service.reconcile_pending(older_than_ms)
+            settled += await refund_service.reconcile_pending(older_than_ms)
             if settled:
                 log.info("reconciled %d payments", settled)
+            await service.measure_unknown()
         except Exception:  # keep serving; the next pass tries again
             log.exception("reconciliation pass failed")
         with contextlib.suppress(TimeoutError):
@@ -84,8 +92,8 @@ async def serve(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s payment %(levelname)s %(message)s")
     settings = load_settings()
+    logs.setup("payment", settings.log_level, settings.log_format)
     uvloop.run(until_signalled(lambda stop: serve(settings, stop)))
 
 

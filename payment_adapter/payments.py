@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,7 +31,14 @@ from payment_adapter.providers import Answer, Provider, ProviderError
 from payment_adapter.slots import LocalSlots, SharedSlots, slots_for
 from payment_adapter.store import payments
 from waitroom.db import reading, writing
-from waitroom.metrics import PAYMENTS, PAYMENTS_IN_FLIGHT, PROVIDER_LATENCY, timed
+from waitroom.metrics import (
+    PAYMENTS,
+    PAYMENTS_IN_FLIGHT,
+    PAYMENTS_UNKNOWN,
+    PAYMENTS_UNKNOWN_OLDEST,
+    PROVIDER_LATENCY,
+    timed,
+)
 from waitroom.validation import FieldError, NotFound, Refused
 
 log = logging.getLogger(__name__)
@@ -82,6 +89,10 @@ class PaymentService:
     provider: Provider
     concurrency: int = 8
     timeout_s: float = 10.0
+    # The provider's own deadline: a charge it has no record of this long after it was
+    # sent will never be made. Until then "no record" is unknown, not declined: a real
+    # provider may still be working on a request that reached it late.
+    deadline_s: float = 300.0
     clock_ms: Callable[[], int] = _now_ms
     _slots: LocalSlots | SharedSlots = field(init=False)
     _in_flight: dict[str, asyncio.Future[PaymentRecord]] = field(init=False, default_factory=dict)
@@ -168,6 +179,21 @@ class PaymentService:
             raise NotFound("unknown_payment", "idempotency_key")
         return await self._await_or_reconcile(record)
 
+    async def measure_unknown(self) -> tuple[int, float]:
+        """(payments not settled, age in seconds of the oldest), published as gauges."""
+        async with reading(self.engine) as conn:
+            count, oldest = (
+                await conn.execute(
+                    select(func.count(), func.min(payments.c.created_at_ms)).where(
+                        payments.c.status.in_(("pending", "unknown"))
+                    )
+                )
+            ).one()
+        age_s = 0.0 if oldest is None else max(0.0, (self.clock_ms() - int(oldest)) / 1000)
+        PAYMENTS_UNKNOWN.set(int(count))
+        PAYMENTS_UNKNOWN_OLDEST.set(age_s)
+        return int(count), age_s
+
     async def reconcile_pending(self, older_than_ms: int) -> int:
         """Reconcile every unsettled payment older than ``older_than_ms`` (a crash's
         leftovers, late answers); returns how many were settled."""
@@ -227,7 +253,11 @@ class PaymentService:
         except (TimeoutError, ProviderError) as exc:
             log.warning("payment %s still unknown: %r", record.key, exc)
             return record
-        if answer is None:  # the provider never made this charge: nothing to undo
+        if answer is None:
+            if self.clock_ms() < record.created_at_ms + self.deadline_s * 1000:
+                log.info("payment %s: no record at the provider yet; still unknown", record.key)
+                return await self._settle(record.key, "unknown", "", "", final=False)
+            # Past the provider's deadline: it never made this charge, nothing to undo.
             return await self._settle(record.key, "declined", "provider_timeout", "", final=True)
         return await self._apply(record.key, answer)
 

@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_adapter.cards import Card
-from payment_adapter.store import sandbox_card_tokens, sandbox_charges
+from payment_adapter.store import sandbox_card_tokens, sandbox_charges, sandbox_refunds
 from waitroom.db import reading, writing
 
 
@@ -60,6 +60,12 @@ class Provider(Protocol):
     async def card_of(self, token: str) -> tuple[str, str, str] | None:
         """The card (number, expiry, code) a hosted-fields token stands for; None when
         the token is unknown or expired. A real provider charges the token itself."""
+
+    async def refund(self, key: str, charge_key: str, amount_cents: int) -> Answer:
+        """Refund ``amount_cents`` of the charge under ``charge_key``, once per ``key``."""
+
+    async def lookup_refund(self, key: str) -> Answer | None:
+        """What happened to the refund under ``key``; None if the provider never made it."""
 
 
 DECLINES = {"4000000000000002": "card_declined", "4000000000009995": "insufficient_funds"}
@@ -117,6 +123,49 @@ class SandboxProvider:
             return answer
         finally:
             self.in_flight -= 1
+
+    async def refund(self, key: str, charge_key: str, amount_cents: int) -> Answer:
+        await asyncio.sleep(self._latency_s)
+        earlier = await self.lookup_refund(key)
+        if earlier is not None:
+            return earlier
+        async with writing(self._engine) as conn:
+            charged = (
+                await conn.execute(
+                    select(sandbox_charges).where(sandbox_charges.c.idempotency_key == charge_key)
+                )
+            ).one_or_none()
+            if charged is None or charged.status != "approved":
+                return Answer(False, "no_such_charge")
+            refunded = (
+                await conn.execute(
+                    select(func.coalesce(func.sum(sandbox_refunds.c.amount_cents), 0)).where(
+                        sandbox_refunds.c.charge_key == charge_key
+                    )
+                )
+            ).scalar_one()
+            if int(refunded) + amount_cents > charged.amount_cents:
+                return Answer(False, "refund_exceeds_charge")
+            reference = f"sbr_{secrets.token_hex(8)}"
+            await conn.execute(
+                insert(sandbox_refunds).values(
+                    idempotency_key=key,
+                    charge_key=charge_key,
+                    amount_cents=amount_cents,
+                    reference=reference,
+                    created_at_ms=int(time.time() * 1000),
+                )
+            )
+        return Answer(True, "", reference)
+
+    async def lookup_refund(self, key: str) -> Answer | None:
+        async with reading(self._engine) as conn:
+            row = (
+                await conn.execute(
+                    select(sandbox_refunds).where(sandbox_refunds.c.idempotency_key == key)
+                )
+            ).one_or_none()
+        return None if row is None else Answer(True, "", row.reference)
 
     async def tokenize(self, number: str, expiry: str, cvv: str) -> str:
         """The hosted card fields' token for a card (checked before: cards.parse_card)."""

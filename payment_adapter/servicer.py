@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from payment_adapter.payments import PaymentRecord, PaymentService
+from payment_adapter.refunds import RefundService
 from waitroom.pb.payment.v1 import payment_pb2 as pb
 from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
 from waitroom.schedule import iso_at
@@ -40,8 +41,9 @@ def to_pb(record: PaymentRecord) -> pb.Payment:
 
 
 class PaymentAdapterServicer(pb_grpc.PaymentAdapterServicer):
-    def __init__(self, service: PaymentService) -> None:
+    def __init__(self, service: PaymentService, refunds: RefundService) -> None:
         self._service = service
+        self._refunds = refunds
 
     async def Charge(
         self, request: pb.ChargeRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -63,3 +65,18 @@ class PaymentAdapterServicer(pb_grpc.PaymentAdapterServicer):
         self, request: pb.GetPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Payment:
         return to_pb(await self._service.get(request.idempotency_key))
+
+    async def Refund(
+        self, request: pb.RefundRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RefundResult:
+        done = await self._refunds.refund(
+            request.idempotency_key, request.payment_key, request.amount_cents
+        )
+        return pb.RefundResult(
+            idempotency_key=done.key,
+            payment_key=done.payment_key,
+            amount_cents=done.amount_cents,
+            status=STATUS[done.status],
+            reason=done.reason,
+            provider_reference=done.provider_reference,
+        )

@@ -11,6 +11,8 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from waitroom.migrate import Schema, upgrade
+
 metadata = MetaData()
 
 payments = Table(
@@ -65,6 +67,43 @@ provider_slots = Table(
 )
 
 
+# Refunds of approved payments, one row per refund key (reconciled like charges).
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("idempotency_key", String(100), primary_key=True),
+    Column("payment_key", String(100), nullable=False, index=True),
+    Column("amount_cents", BigInteger, nullable=False),
+    # pending (sent, no answer yet) | approved | declined | unknown
+    Column("status", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("provider_reference", String(64), nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("settled_at_ms", BigInteger, nullable=True),
+)
+
+# The sandbox provider's side of refunds (what a real provider keeps).
+sandbox_refunds = Table(
+    "sandbox_refunds",
+    metadata,
+    Column("idempotency_key", String(100), primary_key=True),
+    Column("charge_key", String(100), nullable=False, index=True),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("reference", String(64), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+)
+
+# The payment tables' revisions: payment_adapter/migrations (waitroom/migrate.py).
+PAYMENTS = Schema(
+    name="payments",
+    script_location="payment_adapter:migrations",
+    version_table="alembic_version_payments",
+    metadata=metadata,
+    lock_key=0x77A1BA7E,
+)
+
+
 async def create_schema(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    """Bring the payment tables to the newest revision (created if missing; those of an
+    earlier release upgraded, their rows kept)."""
+    await upgrade(engine, PAYMENTS)

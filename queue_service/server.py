@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from queue_service.admin_grpc import AdminAuthInterceptor, QueueAdminServicer
 from queue_service.metrics import EventCollector
 from queue_service.service import QueueService
-from waitroom import metrics, tls
+from waitroom import logs, metrics, tls
 from waitroom.grpc_server import GRACE_S, start_server, until_signalled
 from waitroom.pb.queue.v1 import queue_admin_pb2_grpc as pb_grpc
 from waitroom.redis_conn import make_redis
@@ -56,8 +56,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s queue %(levelname)s %(message)s")
     settings = load_settings()
+    logs.setup("queue", settings.log_level, settings.log_format)
 
     uvloop.run(until_signalled(lambda stop: serve(settings, stop)))
 

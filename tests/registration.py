@@ -42,6 +42,7 @@ NEVER_ANSWERS = "4000 0000 0000 0127"
 # The Roy family (demo data): Léa is 8 on 2027-07-05, Hugo 9, Zoé 5.
 ROY = {"client_number": "100234", "phone": "418 839-2002"}
 TREMBLAY = {"client_number": "100871", "phone": "(418)641-6018"}
+COTE = {"client_number": "102010", "phone": "418 833-5544"}  # account not validated yet
 LEA, HUGO, ZOE, ANNE, MARC = "P102", "P103", "P104", "P100", "P101"
 NOAH, EMMA, JULIE, ERIC = "P202", "P203", "P200", "P201"
 
@@ -173,6 +174,7 @@ async def registration_stack(
         "smtp_port": smtp.port,
         "sandbox_latency_ms": 0,
         "provider_timeout_s": 0.5,
+        "provider_deadline_s": 2,
         "payment_lock_s": 2,
         "settle_interval_s": 0.2,
         "cart_metrics_port": 0,

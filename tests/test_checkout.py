@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections import deque
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cart_service import checkout, family_rules, holds, settlement
 from cart_service.desk import Desk
 from cart_service.ledger import outbox, registrations
+from cart_service.mail import MAX_ATTEMPTS, Outbox
 from cart_service.model import Session
 from cart_service.payment_port import CardInput, PaymentResult, PaymentUnreachable
 from tests.registration import load_catalogue
@@ -71,6 +72,13 @@ async def test_paid_once_per_key(desk: Desk, payments: ScriptedPayments) -> None
     assert len(payments.charges) == 1
     assert await _count(desk.engine, registrations) == 2
     assert await _count(desk.engine, outbox) == 1
+    # The outbox's gauges (alerts: backing up, giving up): one waiting, none given up;
+    # an email that failed MAX_ATTEMPTS times counts as given up.
+    mailer = Outbox(desk.engine, "127.0.0.1", 9, "x@example.org")
+    assert await mailer.measure() == (1, 0)
+    async with desk.engine.begin() as conn:
+        await conn.execute(update(outbox).values(attempts=MAX_ATTEMPTS))
+    assert await mailer.measure() == (0, 1)
     with pytest.raises(Refused) as caught:
         await holds.add_items(desk, ROY, "K0", ["a910-w2"])
     assert caught.value.code == "cart_closed"
@@ -134,3 +142,33 @@ async def test_deferred_payment_confirms_without_charging(
     assert result.outcome == "confirmed" and result.receipt is not None
     assert result.receipt.amount_due_cents == 12_500 and result.receipt.paid_cents == 0
     assert payments.charges == [] and payments.script == deque()
+
+
+def test_the_confirmation_reminds_the_health_form_for_day_camps_only() -> None:
+    """Lévis: "À la suite de votre inscription, complétez rapidement la fiche santé de
+    votre enfant" - in the confirmation email (French, then English), for day camps; a
+    receipt of courses only does not carry it."""
+    from datetime import date
+
+    from cart_service.mail import Confirmation
+    from cart_service.model import ActivityInfo, Line, Receipt
+
+    def receipt(kind: str) -> Receipt:
+        activity = ActivityInfo(
+            id="w1", kind=kind, title="Semaine 1", park="Parc A", age_group="7-8 ans",
+            starts_on=date(2027, 6, 28), ends_on=date(2027, 7, 2), price_cents=12_500,
+            capacity=10, places_left=3, min_age=7, max_age=8, class_min=None, class_max=None,
+            childcare=kind == "day_camp", waiting=0,
+        )  # fmt: skip
+        return Receipt(
+            cart_number="12345678", owner_number="ABCDEFGH", event_id="e", payer_name="Anne Roy",
+            payer_email="anne@example.org", issued_at_ms=1_800_000_000_000,
+            lines=[Line(activity, "m1", "Léa Roy", 12_500)], total_cents=12_500,
+            paid_cents=12_500, amount_due_cents=0, currency="CAD", timezone="America/Toronto",
+            card_brand="visa", card_last4="4242", payment_status="paid",
+        )  # fmt: skip
+
+    camp = Confirmation(receipt("day_camp")).body()
+    assert "complétez rapidement la fiche santé" in camp and "fill in the health form" in camp
+    course = Confirmation(receipt("course")).body()
+    assert "fiche santé" not in course and "health form" not in course

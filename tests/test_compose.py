@@ -126,7 +126,7 @@ def test_prometheus_and_alertmanager_accept_their_files(deploy_copy: Path) -> No
         check=True, capture_output=True,
     )  # fmt: skip
     subprocess.run(
-        [tool("amtool"), "check-config", str(compose / "alertmanager.yml")],
+        [tool("amtool"), "check-config", str(deploy_copy / "prometheus" / "alertmanager.yml")],
         check=True, capture_output=True,
     )  # fmt: skip
 

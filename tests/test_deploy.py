@@ -23,14 +23,15 @@ from deploy import dashboards
 from queue_service.metrics import EventCollector
 from queue_service.service import QueueService
 from tests.conftest import create_event, join, operator, wait_for
-from tests.support.tools import tool
+from tests.support.tools import stop_process, tool
 from tests.test_metrics import value
 from waitroom.redis_server import free_port
 from waitroom.viewstore import ViewStore
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
-METRIC = re.compile(r"\b((?:waitroom|process)_[a-z_]+)\b")
+# Our series, and Prometheus's own "up" of every target it scrapes.
+METRIC = re.compile(r"\b((?:waitroom|process)_[a-z_]+|up)\b(?![-.])")
 
 
 def _tool(name: str) -> str:
@@ -76,7 +77,7 @@ def test_every_query_parses_and_names_exported_metrics(tmp_path: Path) -> None:
     promtool = _tool("promtool")
     queries = [_runnable(e) for e in dashboards.expressions()] + _alert_expressions()
     assert len(queries) > 30
-    exported = _exported_names()
+    exported = _exported_names() | {"up"}
     for expr in queries:
         names = set(METRIC.findall(expr))
         assert names, expr
@@ -139,12 +140,7 @@ async def prometheus_server(tmp_path: Path, client: TestClient[Any, Any]) -> Asy
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await stop_process(proc)
 
 
 async def test_a_real_prometheus_scrapes_the_gateway(
@@ -188,4 +184,4 @@ async def test_a_real_prometheus_scrapes_the_gateway(
         async with http.get(prometheus_server + "/api/v1/rules") as r:
             rules = await r.json()
         loaded = {rule["name"] for g in rules["data"]["groups"] for rule in g["rules"]}
-        assert "WaitroomNoQueueLeader" in loaded and len(loaded) == 6
+        assert "WaitroomNoQueueLeader" in loaded and len(loaded) == 10

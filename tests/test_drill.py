@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from loadtests import hoststack
 from tests.support.postgres import postgres_server
+from tests.support.tools import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,38 +72,55 @@ def test_a_short_drill_passes_its_checks_and_stops_by_itself(tmp_path: Path) -> 
     assert _processes_mentioning(str(out)) == []
 
 
-@pytest.mark.timeout(300)
-def test_a_short_drill_with_faults_loses_nothing(tmp_path: Path) -> None:
-    """The default fault schedule (the queue leader, the cart service, Redis, the payment
-    adapter and a gateway killed in turn): every fault struck and healed, admissions went
-    on within 10 s of each, and nothing was lost: tickets, seats, payments, sessions.
+@pytest.mark.timeout(420)
+def test_a_short_fault_drill_over_hosts_loses_nothing(tmp_path: Path) -> None:
+    """Every kind of fault once (loadtests/faults-short.toml) on the stack spread over
+    twelve hosts (network namespaces): a Redis Cluster master and the queue leader
+    killed, a gateway host off the network for 15 s, a cart replica killed, the path to
+    the payment provider slow and lossy for 20 s, PostgreSQL shut down at once. Every
+    fault struck and was over in time, admissions went on within 10 s of each, the error
+    budget held in each fault's window and nothing failed outside them, and nothing was
+    lost: tickets, positions, seats, payments, sessions. Nothing is left behind.
 
     One calm-night check is left out of the assertion, not out of the report: "outflow
-    kept up" judges every 20 s window at 95 % of the rate, and killing the queue leader
-    stops admissions until the standby takes the lease (its 3 s TTL); the fault verdict
-    "the outflow resumed within 10 s" judges that instead. The report keeps its verdict."""
+    kept up" is judged outside the fault windows, and in a night this short the faults
+    and the full door leave no 20 s window to judge (the report says so)."""
+    why = hoststack.available()
+    if why is not None:
+        unavailable(why)
     out = tmp_path / "drill-faults"
+    # 150 admitted a minute: the last parents wait over a minute, so the ETA is judged.
+    short = ["--parents", "300", "--draw-in", "15", "--rate", "150", "--max-active", "100"]
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.drill", *SHORT, "--out", str(out), "--faults"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        [sys.executable, "-m", "loadtests.drill", *short, "--out", str(out),
+         "--faults", str(ROOT / "loadtests" / "faults-short.toml")],
+        cwd=ROOT, capture_output=True, text=True, timeout=400, check=False,
     )  # fmt: skip
     checks = {c["check"]: c for c in json.loads((out / "checks.json").read_text("utf-8"))}
     kept_up = next(name for name in checks if name.startswith("outflow kept up"))
     failed = [c for name, c in checks.items() if not c["ok"] and name != kept_up]
     assert not failed, (failed, result.stdout[-2000:])
-    for name in (
-        "no payment lost (every approved charge's cart is paid, every paid cart was charged, "
-        "none left locked)",
+    for start in (
+        "no payment lost",
         "no cart charged twice",
-        "every session that paid ended (payments settled in the background too)",
+        "every session that paid ended",
+        "positions never rose",
         "every scheduled fault was injected",
-        "every killed process came back within 30 s",
-        "the outflow resumed within 10 s of each fault",
+        "every fault was over in time",
+        "the outflow resumed within 10 s",
+        "error budget in each fault window",
+        "no failed request outside the fault windows",
+        "seats sold never above capacity",
+        "the draw recomputes",
     ):
-        assert checks[name]["ok"], checks[name]
+        assert any(name.startswith(start) and c["ok"] for name, c in checks.items()), start
     report = (out / "report.md").read_text("utf-8")
-    assert report.count("SIGKILL") == 5 and "## Faults (faults.toml)" in report
+    assert "## Faults (faults-short.toml)" in report
+    for struck in ("SIGKILL redis-", "link down gw-a", "payments: +2500 ms", "SIGQUIT"):
+        assert struck in report, struck
     assert _processes_mentioning(str(out)) == []
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    assert "-gw-a" not in namespaces.stdout  # the hosts are gone
 
 
 def test_a_bad_fault_schedule_is_refused_before_anything_starts(tmp_path: Path) -> None:

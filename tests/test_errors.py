@@ -229,3 +229,28 @@ async def test_admission_check_endpoint(client: Client, redis: Redis, settings: 
     finally:
         stop.set()
         await task
+
+
+def test_a_connection_lost_under_the_redis_client_is_unavailable_not_a_bug() -> None:
+    """The fault drill's finding: during a Redis Cluster failover, redis-py 8.1 leaked an
+    AttributeError (or uvloop's RuntimeError) from writing on a closed connection, and a
+    join was answered 500. Such an error, raised inside the client's send, is Redis being
+    unavailable (503); the same types anywhere else are still bugs."""
+    from waitroom.redis_conn import lost_connection
+
+    def raised_in(filename: str, name: str, error: Exception) -> Exception:
+        scope: dict[str, object] = {"error": error}
+        exec(compile(f"def {name}():\n    raise error\n", filename, "exec"), scope)
+        try:
+            scope[name]()  # type: ignore[operator]
+        except Exception as exc:
+            return exc
+        raise AssertionError("nothing raised")
+
+    client = "/venv/site-packages/redis/asyncio/connection.py"
+    closed = AttributeError("'NoneType' object has no attribute 'writelines'")
+    assert lost_connection(raised_in(client, "_send_packed_command", closed))
+    handler = RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+    assert lost_connection(raised_in(client, "send_packed_command", handler))
+    assert not lost_connection(raised_in("/work/gateway/public.py", "join", AttributeError()))
+    assert not lost_connection(raised_in(client, "send_packed_command", ValueError()))

@@ -63,6 +63,11 @@ def test_the_wheel_carries_every_file_the_services_read(wheel: Path) -> None:
             assert f"{tracked}/{path.name}" in names, path
     for path in (ROOT / "waitroom" / "scripts").glob("*.lua"):
         assert f"waitroom/scripts/{path.name}" in names, path
+    for package in ("cart_service", "payment_adapter"):  # the schema's revisions
+        for path in (ROOT / package / "migrations").rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                relative = path.relative_to(ROOT).as_posix()
+                assert relative in names, relative
     for package in ("waitroom", "gateway", "queue_service", "cart_service", "payment_adapter"):
         assert f"{package}/py.typed" in names, package
     assert not any(n.startswith(("tests/", "loadtests/", "bench/")) for n in names)

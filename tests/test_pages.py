@@ -34,7 +34,7 @@ from cart_service.ledger import registrations
 from gateway.i18n import EN, FR
 from payment_adapter.store import payments
 from queue_service.service import QueueService
-from tests.conftest import create_event, gateway_client, join, operator, poll, wait_for
+from tests.conftest import AUTH, create_event, gateway_client, join, operator, poll, wait_for
 from tests.registration import (
     ANNE,
     EVENT,
@@ -176,7 +176,10 @@ async def test_a_parent_waits_is_admitted_registers_two_children_and_pays(
         await page.fill("#member-form [name=last_name]", "Roy")
         await page.fill("#member-form [name=birth_date]", "2019-02-01")
         await page.click("#member-form button")
-        await page.select_option("#duplicate-form select", label="Rose Roy")
+        # Added online: marked until the office validates her (Québec FAQ 4).
+        await page.select_option(
+            "#duplicate-form select", label="Rose Roy (en attente de validation)"
+        )
         await page.click("#duplicate-form button")
         await expect(page.locator("#cart-items li")).to_have_count(4)
         await page.set_viewport_size(PHONE)
@@ -405,6 +408,42 @@ async def test_a_parent_behind_a_busy_shared_address_proves_work_and_gets_in_lin
     await page.goto(str(client.make_url("/events/camp/")))
     await expect(page.locator("#wr-message")).to_contain_text("tirées au sort", timeout=20_000)
     assert joins == [429, 201]  # refused once, then in line with its proof
+    await context.close()
+
+
+async def test_leaving_the_line_during_an_outage_is_tried_again_until_it_lands(
+    client: TestClient[Any, Any], redis: Redis, browser: Browser
+) -> None:
+    """Issue 11: a leave that fails during an outage is retried by the page. The first two
+    DELETEs meet a gateway answering 503; the page says it will try again, and the third
+    lands: the ticket is gone from the line."""
+    await create_event(client, redis, opens_in=600)
+    context = await browser.new_context(viewport=PHONE, locale="fr-CA")
+    page = await context.new_page()
+    deletes: list[int] = []
+
+    async def outage(route: Any) -> None:
+        if route.request.method != "DELETE":
+            await route.continue_()
+            return
+        if len(deletes) < 2:
+            deletes.append(503)
+            await route.fulfill(status=503, json={"error": "unavailable"},
+                                headers={"Retry-After": "1"})  # fmt: skip
+            return
+        deletes.append(0)
+        await route.continue_()
+
+    await page.route("**/api/v1/events/camp/tickets/*", outage)
+    await page.goto(str(client.make_url("/events/camp/")))
+    await expect(page.locator("#wr-leave")).to_be_visible(timeout=20_000)
+    await page.click("#wr-leave")
+    await expect(page.locator("#wr-leaving")).to_contain_text("nouvel essai", timeout=10_000)
+    await expect(page.locator("#wr-leaving")).to_contain_text("quitté la file", timeout=20_000)
+    assert deletes == [503, 503, 0]
+    stats = await operator(client).get("/admin/v1/events/camp/stats", headers=AUTH)
+    counts = (await stats.json())["counts"]
+    assert (counts["prequeue"], counts["left"]) == (0, 1), counts
     await context.close()
 
 

@@ -12,9 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from cart_service.ledger import registrations
+from cart_service.ledger import registration_events, registrations
 from payment_adapter.store import payments, sandbox_charges
 from queue_service.service import QueueService
 from tests.conftest import join, poll, wait_for
@@ -23,6 +23,7 @@ from tests.registration import (
     APPROVE,
     APPROVE_MC,
     CHARGED_LATE,
+    COTE,
     DECLINE,
     EMMA,
     HUGO,
@@ -160,6 +161,10 @@ async def test_a_parent_registers_two_children_for_two_weeks_and_pays(stack: Sta
     )
     assert status == 201, cart
     rose = next(m["id"] for m in cart["members"] if m["first_name"] == "Rose")
+    # Québec FAQ 4: on the record at once, pending the office's validation; the office's
+    # own members are not pending.
+    pending = {m["first_name"]: m.get("pending_validation", False) for m in cart["members"]}
+    assert pending["Rose"] is True and pending["Léa"] is False and pending["Anne"] is False
     status, dup = await s.call("POST", "/cart/duplicate", headers, {"participant": rose})
     assert status == 200, dup
     assert sorted(o["activity_id"] for o in dup["outcomes"] if o["outcome"] == "held") == [
@@ -208,6 +213,8 @@ async def test_a_parent_registers_two_children_for_two_weeks_and_pays(stack: Sta
     assert body is not None
     text = body.get_content()
     assert receipt["owner_number"] in text and "Anne Roy" in text and "500,00" in text
+    # Lévis: "complétez rapidement la fiche santé de votre enfant" (day camp only).
+    assert "la fiche santé de chaque enfant" in text and "fill in the health form" in text
     status, ended = await s.call("GET", "/cart", headers)
     assert (status, ended["error"]) == (401, "session_ended")
     # FAQ 14: the receipt again, from the two numbers, with no admission.
@@ -259,6 +266,13 @@ async def test_a_full_activity_offers_its_waiting_list(stack: Stack) -> None:
         "POST", "/cart/waiting-list", tremblay, {"activity_id": "b56-w1", "participant": EMMA}
     )
     assert status == 201 and entry["position"] == 1
+    # Québec FAQ 6: the family sees its place on each list, in its cart.
+    status, cart = await s.call("GET", "/cart", tremblay)
+    assert [(w["activity_id"], w["participant"], w["position"]) for w in cart["waiting"]] == [
+        ("b56-w1", EMMA, 1)
+    ]
+    status, other = await s.call("GET", "/cart", roy)
+    assert "waiting" not in other or other["waiting"] == []  # another family's list: not shown
     status, refused = await s.call(
         "POST", "/cart/waiting-list", tremblay, {"activity_id": "a78-w1", "participant": NOAH}
     )
@@ -350,6 +364,10 @@ async def test_a_payment_that_times_out_is_reconciled(stack: Stack) -> None:
     status, pending = await _checkout(s, headers, CHARGED_LATE)
     assert status == 202 and pending["outcome"] == "pending"
     assert pending["cart"]["status"] == "paying" and pending["cart"]["locked_until"]
+    # FAQ 11: a locked cart already has the number the parent gives support; the
+    # receipt keeps it.
+    locked_number = pending["cart"]["cart_number"]
+    assert len(locked_number) == 8 and locked_number.isdigit()
     # While locked, the cart cannot change (FAQ 11).
     status, refused = await s.call("POST", "/cart/extension", headers)
     assert (status, refused["error"]) == (409, "cart_locked")
@@ -365,9 +383,135 @@ async def test_a_payment_that_times_out_is_reconciled(stack: Stack) -> None:
     # The page, still waiting, reads its cart: paid. That ends the session, as a paid
     # checkout would have (the slot is not held until the session's expiry).
     status, cart = await s.call("GET", "/cart", headers)
-    assert (status, cart["status"]) == (200, "paid")
+    assert (status, cart["status"], cart["cart_number"]) == (200, "paid", locked_number)
     status, ended = await s.call("GET", "/cart", headers)
     assert (status, ended["error"]) == (401, "session_ended")
+
+
+async def test_a_family_that_comes_back_in_a_new_session_gets_its_own_cart_back(
+    stack: Stack,
+) -> None:
+    """A session can end before its cart does (it expired, the tab was closed, the parent
+    joined again): the family identifying in its new session finds its held seats there,
+    with the hold's end kept, instead of its child refused as already_in_another_cart;
+    the earlier session's token opens nothing any more."""
+    s = stack
+    first = await s.admitted()
+    status, _ = await s.call("POST", "/cart/family", first, ROY)
+    assert status == 200
+    status, added = await s.call(
+        "POST", "/cart/items", first, {"participant": LEA, "activity_ids": ["a78-w1"]}
+    )
+    assert [o["outcome"] for o in added["outcomes"]] == ["held"]
+    status, extended = await s.call("POST", "/cart/extension", first)
+    assert status == 200
+    hold_until = extended["hold_expires_at"]
+    second = await s.admitted()  # the parent joined again
+    status, cart = await s.call("POST", "/cart/family", second, ROY)
+    assert status == 200, cart
+    assert [(i["participant"], i["activity"]["id"]) for i in cart["items"]] == [(LEA, "a78-w1")]
+    assert cart["hold_expires_at"] == hold_until  # never shortened by the move
+    status, again = await s.call(
+        "POST", "/cart/items", second, {"participant": LEA, "activity_ids": ["a78-w1"]}
+    )
+    assert [o["outcome"] for o in again["outcomes"]] == ["held"]  # its own seat
+    status, ended = await s.call("GET", "/cart", first)
+    assert (status, ended["error"]) == (401, "session_ended")
+    status, found = await s.call("GET", "/catalogue?park=Parc+A", second)
+    week = next(a for a in found["activities"] if a["id"] == "a78-w1")
+    assert week["places_left"] == 9  # one seat held, once
+
+
+async def test_an_account_not_validated_sees_the_catalogue_but_cannot_book(
+    stack: Stack,
+) -> None:
+    """P'tit Victor: "seuls les comptes validés peuvent procéder aux réservations". A family
+    whose account the team has not validated identifies and searches, but holding a seat
+    or joining a waiting list is refused (409 account_not_validated), and its cart says
+    why (family_validated false); a validated family's says true."""
+    s = stack
+    headers = await s.admitted()
+    status, cart = await s.call("GET", "/cart", headers)
+    assert (status, cart["family_validated"]) == (200, True)  # nobody identified yet
+    status, cart = await s.call("POST", "/cart/family", headers, COTE)
+    assert status == 200 and cart["family_validated"] is False, cart
+    status, found = await s.call("GET", "/catalogue?park=Parc+A", headers)
+    assert status == 200 and found["activities"]
+    child = next(m["id"] for m in cart["members"] if m["relationship"] == "child")
+    for path, body in (
+        ("/cart/items", {"participant": child, "activity_ids": ["a78-w1"]}),
+        ("/cart/waiting-list", {"activity_id": "a78-w1", "participant": child}),
+    ):
+        status, refused = await s.call("POST", path, headers, body)
+        assert (status, refused["error"]) == (409, "account_not_validated"), (path, refused)
+    other = await s.admitted()
+    status, roy = await s.call("POST", "/cart/family", other, ROY)
+    assert (status, roy["family_validated"]) == (200, True)
+
+
+async def test_an_event_of_one_child_per_order_counts_modules(stack: Stack) -> None:
+    """P'tit Victor: "un seul enfant par commande" and the cart counts modules ("1m" a
+    booking). On such an event, a second child in the same cart is refused (409
+    one_child_per_order); the first child's bookings are counted."""
+    s = stack
+    async with s.engine.begin() as conn:
+        await conn.execute(
+            update(registration_events)
+            .where(registration_events.c.id == "camp")
+            .values(one_child_per_order=True)
+        )
+    headers = await s.admitted()
+    await s.call("POST", "/cart/family", headers, ROY)
+    status, added = await s.call(
+        "POST", "/cart/items", headers, {"participant": LEA, "activity_ids": ["a78-w1", "a78-w2"]}
+    )
+    assert status == 200 and added["cart"]["one_child_per_order"] is True
+    assert added["cart"]["modules"] == 2
+    status, refused = await s.call(
+        "POST", "/cart/items", headers, {"participant": HUGO, "activity_ids": ["a910-w1"]}
+    )
+    assert (status, refused["error"], refused["field"]) == (
+        409, "one_child_per_order", "participant",
+    )  # fmt: skip
+    status, again = await s.call(  # the same child again: fine (held, once)
+        "POST", "/cart/items", headers, {"participant": LEA, "activity_ids": ["a78-w1"]}
+    )
+    assert status == 200 and again["cart"]["modules"] == 2
+
+
+async def test_a_paid_session_ends_even_when_redis_fails_at_that_moment(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fault drill's finding: a checkout paid during a Redis Cluster failover could not
+    end its session ("The cluster is down"), and the slot stayed taken until the session's
+    expiry. The end is now tried again in the background until Redis answers."""
+    from redis.exceptions import ClusterDownError
+
+    from gateway import registration as gateway_registration
+    from waitroom.tickets import leave as real_leave
+
+    failures: list[tuple[Any, ...]] = []
+
+    async def leave_during_a_failover(*args: Any) -> Any:
+        if len(failures) < 2:
+            failures.append(args)
+            raise ClusterDownError("The cluster is down")
+        return await real_leave(*args)
+
+    monkeypatch.setattr(gateway_registration, "leave", leave_during_a_failover)
+    s = stack
+    headers = await s.admitted()
+    await _ready_to_pay(s, headers)
+    status, paid = await _checkout(s, headers, APPROVE)
+    assert (status, paid["outcome"]) == (200, "paid")
+    assert len(failures) == 1  # the first try failed; the parent was told "paid" all the same
+
+    async def ended() -> bool:
+        status, body = await s.call("GET", "/catalogue", headers)
+        return status == 401 and body["error"] == "session_ended"
+
+    await wait_for(ended, timeout_s=10)
+    assert len(failures) == 2  # tried again after the failures, and then it held
 
 
 async def test_a_payment_never_answered_and_never_charged_unlocks_the_cart(stack: Stack) -> None:

@@ -6,6 +6,8 @@ waitroom draw-record EVENT [--redis-url URL]       print the publishable draw re
 waitroom draw-order --seed HEX --event ID --prequeue P   print line -> arrival
 waitroom keygen                                    print fresh secrets as WAITROOM_* lines
 waitroom run                                       the whole stack on this machine (make run)
+waitroom import catalogue|families FILE [--event ID]   the season's data in (CSV), with a report
+waitroom export registrations|rosters|waiting-lists|payments|releve24 --event ID   data out (CSV)
 """
 
 from __future__ import annotations
@@ -137,7 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--no-demo", action="store_true")
     run.set_defaults(func=cmd_run)
 
+    from cart_service.data import add_commands  # the season's data in and out (CSV)
+
+    add_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "import" and args.kind == "catalogue" and not args.event:
+        parser.error("import catalogue needs --event")
     sys.exit(args.func(args))
 
 

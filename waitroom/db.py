@@ -290,7 +290,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, async_creator=_sqlite_connector(database), **kwargs)
         _sqlite_immediate(engine)
         return engine
-    return create_async_engine(url, **kwargs)
+    # A connection is tried before use: after PostgreSQL restarts, the pool's old
+    # connections are dead, and without this the first call on each would fail.
+    return create_async_engine(url, **{"pool_pre_ping": True, **kwargs})
 
 
 async def create_database(server_url: str, prefix: str) -> str:

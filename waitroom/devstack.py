@@ -134,6 +134,22 @@ def demo_schedule(now: datetime) -> dict[str, object]:
         "admit_per_minute": 30,
         "max_active": 50,
         "heartbeat_timeout_s": 60,
+        "help": {
+            "phone": "418 839-2002",
+            "hours_fr": "le premier soir de 19 h à 21 h, ensuite aux heures de bureau",
+            "hours_en": "the first evening from 7 to 9 p.m., then during office hours",
+        },
+        "conditions": {
+            "fr": "Le paiement complet est exigé à l'inscription, par carte Visa ou"
+            " Mastercard.\n\nUne inscription peut être annulée auprès du service des loisirs;"
+            " les frais sont remboursés selon la politique de la Ville.\n\nLa fiche santé"
+            " de chaque enfant inscrit au camp de jour doit être remplie avant le début du"
+            " camp.",
+            "en": "Full payment is due at registration, by Visa or Mastercard.\n\nA"
+            " registration can be cancelled with the recreation department; fees are"
+            " refunded under the City's policy.\n\nThe health form of each child registered"
+            " for day camp must be filled in before camp begins.",
+        },
     }
 
 

@@ -129,6 +129,8 @@ def public_event(view: EventView, now_ms: int) -> dict[str, object]:
         "timezone": config.timezone,
         # Null: the catalogue is open to browse from the event's creation.
         "browsing_opens_at": config.iso(config.browse_ms) if config.browse_ms else None,
+        # Where parents get help on the night; null when the event names none.
+        "help": config.help,
         "waiting": view.waiting_count(),
         "active": view.active,
         "admit_per_minute": config.admit_per_minute,

@@ -101,6 +101,15 @@ SEATS_REGISTERED = Gauge(
     "waitroom_seats_registered", "Places taken by confirmed registrations", ["event", "activity"]
 )
 
+# The confirmation emails' outbox (the same numbers from every cart replica: one ledger).
+OUTBOX_PENDING = Gauge(
+    "waitroom_outbox_pending", "Confirmation emails waiting to be sent (tried under 50 times)"
+)
+OUTBOX_GIVEN_UP = Gauge(
+    "waitroom_outbox_given_up",
+    "Confirmation emails the outbox stopped trying after 50 failures: to send by hand",
+)
+
 # -- payment adapter -------------------------------------------------------------------
 PAYMENTS = Counter(
     "waitroom_payments", "Payments settled, by outcome (approved, declined, unknown, not_sent)",
@@ -112,6 +121,13 @@ PROVIDER_LATENCY = Histogram(
 )  # fmt: skip
 PAYMENTS_IN_FLIGHT = Gauge(
     "waitroom_payments_in_flight", "Charges sent to the provider and not answered yet"
+)
+PAYMENTS_UNKNOWN = Gauge(
+    "waitroom_payments_unknown", "Payments whose outcome is not known yet (pending or unknown)"
+)
+PAYMENTS_UNKNOWN_OLDEST = Gauge(
+    "waitroom_payments_unknown_oldest_seconds",
+    "Age of the oldest payment whose outcome is not known yet (0: none)",
 )
 
 

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import redis
@@ -32,6 +33,24 @@ def free_node_port() -> int:
             except OSError:
                 continue
         return port
+
+
+def cluster_healthy(nodes: Iterable[tuple[str, int]]) -> bool:
+    """Every node of ``nodes`` (host, port) says the cluster is ok, and every replica among
+    them has its master's data (a replica that never synced cannot take over)."""
+    for host, port in nodes:
+        client = redis.Redis(host=host, port=port, socket_timeout=1, decode_responses=True)
+        try:
+            if client.cluster("info")["cluster_state"] != "ok":
+                return False
+            info = client.info("replication")
+            if info["role"] == "slave" and info.get("master_link_status") != "up":
+                return False
+        except redis.exceptions.RedisError:
+            return False
+        finally:
+            client.close()
+    return True
 
 
 class ClusterNode(RedisServer):
@@ -84,21 +103,7 @@ class RedisClusterServer:
             time.sleep(0.1)
 
     def _healthy(self) -> bool:
-        for node in self.nodes:
-            if node.process is None:
-                continue
-            client = redis.Redis(port=node.port, socket_timeout=1, decode_responses=True)
-            try:
-                if client.cluster("info")["cluster_state"] != "ok":
-                    return False
-                info = client.info("replication")
-                if info["role"] == "slave" and info.get("master_link_status") != "up":
-                    return False
-            except redis.exceptions.RedisError:
-                return False
-            finally:
-                client.close()
-        return True
+        return cluster_healthy(("127.0.0.1", n.port) for n in self.nodes if n.process is not None)
 
     def masters(self) -> list[ClusterNode]:
         found = []

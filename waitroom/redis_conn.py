@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -33,4 +34,21 @@ def make_redis(url: str, max_connections: int = 64, cluster: bool = False) -> Re
         return cast(Redis, RedisCluster.from_url(url, retry=retry, **common))
     return Redis.from_url(
         url, retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2), **common
+    )
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """An error the Redis client raised for a connection that closed under it, but not as
+    a ``RedisError``: with a Redis Cluster failing over, redis-py 8.1's asyncio client can
+    write on a connection whose transport just closed and leak ``AttributeError``,
+    ``TypeError`` or (on uvloop) ``RuntimeError`` (redis-py issue 4287, fixed upstream
+    after 8.1.0). Callers treat it as Redis being unavailable, as they do a
+    ``ConnectionError``; any other error of those types stays a bug."""
+    if not isinstance(exc, AttributeError | TypeError | RuntimeError):
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(
+        frame.filename.endswith(("redis/asyncio/connection.py", "redis/asyncio/cluster.py"))
+        and "send_packed_command" in frame.name
+        for frame in frames
     )

@@ -25,6 +25,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from waitroom import logs
 from waitroom.tokens import AdmissionVerifier, InvalidAdmission
 from waitroom.validation import Refused, Unauthenticated, refused
 
@@ -101,7 +102,8 @@ def caller() -> Caller:
 
 
 def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
+    """The call's credential, and the request id it belongs to (waitroom/logs.py)."""
+    return (("authorization", f"Bearer {token}"), *logs.metadata())
 
 
 def wrap_unary(
@@ -165,6 +167,8 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return await continuation(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
         raw = metadata.get("authorization", "")
+        offered = metadata.get(logs.METADATA_KEY, "")
+        request_id = logs.request_id_from(offered if isinstance(offered, str) else "")
         who = self._caller(raw if isinstance(raw, str) else bytes(raw).decode("latin-1"))
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
@@ -177,6 +181,7 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             if self._services_only and not who.service:
                 await abort(context, Unauthenticated("service_credential_required"))
             token = _CALLER.set(who)
+            logs.REQUEST_ID.set(request_id)  # this call's task: its logs carry it
             try:
                 return await cast(Any, inner)(request, context)
             finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Self
@@ -30,6 +31,28 @@ def _zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown timezone {name!r}") from exc
 
 
+class HelpLine(BaseModel):
+    """Where parents get help on the night (Lévis: "des agents sont présents pour vous
+    aider (418 839-2002), le premier jour d'inscription entre 19 h et 21 h"): shown on
+    the waiting room and registration pages, in the page's language."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    phone: str = Field(pattern=r"^[0-9+() .-]{7,32}$")
+    hours_fr: str = Field("", max_length=200)
+    hours_en: str = Field("", max_length=200)
+
+
+class Conditions(BaseModel):
+    """The registration conditions a parent accepts before paying, in each language
+    (paragraphs separated by a blank line): shown in full above the checkbox."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fr: str = Field(min_length=1, max_length=20_000)
+    en: str = Field(min_length=1, max_length=20_000)
+
+
 class EventSpec(BaseModel):
     """The body of ``PUT /admin/v1/events/{id}``. Naive times are in the event's timezone."""
 
@@ -51,6 +74,10 @@ class EventSpec(BaseModel):
     # tickets whose family identified before the draw, one per family (its first);
     # the others follow it in arrival order (docs/draw.md).
     one_per_family: bool = False
+    # The help line and its hours, shown on the pages; None: none shown.
+    help: HelpLine | None = None
+    # The registration conditions' text; None: the checkbox's label alone.
+    conditions: Conditions | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -124,6 +151,8 @@ def spec_to_fields(spec: EventSpec) -> dict[str, str]:
         "order": spec.prequeue_order,
         "browse_ms": str(_ms(spec.browsing_opens_at) if spec.browsing_opens_at else 0),
         "fam": "1" if spec.one_per_family else "0",
+        "help": spec.help.model_dump_json() if spec.help is not None else "",
+        "conditions": spec.conditions.model_dump_json() if spec.conditions is not None else "",
     }
 
 
@@ -163,6 +192,10 @@ class EventConfig:
     # When the catalogue opens to anyone (Unix ms); 0: from the event's creation.
     browse_ms: int = 0
     one_per_family: bool = False
+    # The help line ({"phone", "hours_fr", "hours_en"}); None: none.
+    help: dict[str, str] | None = None
+    # The registration conditions ({"fr", "en"}); None: none given.
+    conditions: dict[str, str] | None = None
 
     @classmethod
     def from_hash(cls, event_id: str, h: dict[str, str]) -> EventConfig:
@@ -181,6 +214,8 @@ class EventConfig:
             salt=h.get("salt", ""),
             browse_ms=int(h.get("browse_ms", 0)),
             one_per_family=h.get("fam") == "1",
+            help=json.loads(h["help"]) if h.get("help") else None,
+            conditions=json.loads(h["conditions"]) if h.get("conditions") else None,
         )
 
     @property
@@ -221,6 +256,8 @@ class EventConfig:
             "paused": self.paused,
             "browsing_opens_at": self.iso(self.browse_ms) if self.browse_ms else None,
             "one_per_family": self.one_per_family,
+            "help": self.help,
+            "conditions": self.conditions,
         }
 
     def browsable(self, now_ms: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
@@ -37,6 +37,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WAITROOM_", frozen=True, extra="ignore")
 
+    # Logs (waitroom/logs.py): the level, text or JSON lines, and the gateways' access log
+    # (one line per request: off by default, the polls alone are thousands a second).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = False
     redis_url: str = "redis://127.0.0.1:6379/0"
     # True: redis_url names a node of a Redis Cluster, and every process uses the cluster.
     redis_cluster: bool = False
@@ -128,11 +133,17 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(8025, ge=0, le=65535)
     mail_from: str = "inscriptions@waitroom.invalid"
+    # The public address of the pages, for links in emails (a freed place's notice).
+    public_url: str = "http://127.0.0.1:8080"
     # Payment adapter: at most this many payments in flight toward the provider, each
     # given this long before its outcome is "unknown" and left to reconciliation.
     payment_provider: str = Field("sandbox", pattern=r"^sandbox$")
     provider_concurrency: int = Field(8, ge=1, le=1000)
     provider_timeout_s: float = Field(10.0, gt=0, le=300)
+    # The provider's own deadline: a charge it has no record of this long after it was
+    # sent will never be made. Until then, reconciliation keeps it unknown (the cart
+    # stays "payment being confirmed"), never declined at once.
+    provider_deadline_s: float = Field(300.0, gt=0, le=86_400)
     # The sandbox provider's hosted card fields (its own small page, as a real provider's
     # hosted fields): served by the payment adapter on this port (0: not served); the
     # gateway's pages frame it from payment_fields_url.

@@ -217,8 +217,13 @@ class EventView:
         room = min(ahead, max(0, self.config.max_active - self.active))
         return room / rate + (ahead - room) / steady
 
-    def resolve(self, arrival: int, now_ms: int) -> Resolution:
-        """Where the ticket with this arrival number stands (the poll's hot path)."""
+    def resolve(self, arrival: int, now_ms: int, seen: int | None = None) -> Resolution:
+        """Where the ticket with this arrival number stands (the poll's hot path).
+
+        ``seen``: the position the parent's page showed last. A ticket's true position
+        never rises (until it is requeued: a new line), so when this view is a moment
+        behind the gateway that answered before (views refresh every quarter second, a
+        parent's polls go to any gateway), the position is the lower of the two."""
         if arrival in self.left or arrival in self.ended:
             return Resolution(TicketStatus.DONE)
         state = self.config.state(now_ms)
@@ -243,6 +248,8 @@ class EventView:
         if state is EventState.CLOSED:
             return Resolution(TicketStatus.CLOSED, line=line, requeued=requeued)
         position = self.position(line)
+        if seen is not None and not requeued:
+            position = min(position, seen)
         return Resolution(
             TicketStatus.WAITING,
             line=line,

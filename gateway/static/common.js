@@ -61,5 +61,29 @@ const WR = (() => {
     return text;
   }
   const tokenKey = "wr_admission_" + event;
-  return { t, errorText, duration, money, at, timeFmt, api, clearErrors, showError, lang, event, tokenKey };
+
+  /* Leave the line or end the session (DELETE the ticket). During an outage (a 5xx, no
+     answer) it is tried again, backing off from 2 s to a minute, until the gateway
+     answers: a parent who left must not keep a place or a slot. onWait(seconds) says
+     when the next try is; onDone() once it is over (a 404: already gone). */
+  function leave(ticketId, onDone, onWait) {
+    let tries = 0;
+    const attempt = async () => {
+      const reply = await api("DELETE", "/api/v1/events/" + event + "/tickets/" + encodeURIComponent(ticketId));
+      if (reply.status && reply.status < 500) { onDone(); return; }
+      tries += 1;
+      const wait = Math.min(60000, (reply.retryAfter ? reply.retryAfter * 1000 : 2000) * 2 ** Math.min(tries - 1, 5));
+      onWait(Math.round(wait / 1000));
+      setTimeout(attempt, Math.round(wait * (0.85 + Math.random() * 0.3)));
+    };
+    attempt();
+  }
+  /* The ticket an admission token was signed for (its "sub" claim). */
+  function ticketOf(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(atob(part + "=".repeat((4 - part.length % 4) % 4))).sub || "";
+    } catch (e) { return ""; }
+  }
+  return { t, errorText, duration, money, at, timeFmt, api, clearErrors, showError, lang, event, tokenKey, leave, ticketOf };
 })();

@@ -104,6 +104,20 @@
     else status(errorText(reply.data.error));
   }
 
+  // Done without paying: the session ends, the held places go back at once (tried again
+  // during an outage until the gateway answers).
+  $("leave-session").addEventListener("click", () => {
+    const ticketId = WR.ticketOf(token);
+    if (!ticketId) return;
+    $("leave-session").disabled = true;
+    $("leaving").hidden = false;
+    $("leaving").textContent = t("wr.leaving");
+    WR.leave(ticketId, () => {
+      sessionStorage.removeItem(WR.tokenKey);
+      $("leaving").textContent = t("reg.left");
+    }, (seconds) => { $("leaving").textContent = t("wr.leave_retry", { seconds }); });
+  });
+
   function lockedOut() {
     $("app").hidden = true;
     $("no-token").hidden = false;
@@ -115,6 +129,7 @@
     const members = cart.members || [];
     $("family-done").hidden = !cart.client_number;
     $("family-done").textContent = cart.client_number ? t("family.identified", { client: cart.client_number }) : "";
+    $("family-not-validated").hidden = !cart.client_number || cart.family_validated !== false;
     document.querySelectorAll("select.members").forEach((select) => fill(select, members));
     document.querySelectorAll("select.payers").forEach((select) => fill(select, members.filter((m) => m.can_pay)));
     const payer = $("payer-form");
@@ -123,6 +138,7 @@
     if (cart.conditions_accepted) $("conditions-form").elements.accepted.checked = true;
     $("payer-done").textContent = cart.payer ? t("payer.done", { name: cart.payer.name }) : "";
     renderItems();
+    renderWaiting();
     renderHold();
     $("pay-deferred").hidden = !cart.payment_deferred;
     $("card-fields").hidden = cart.payment_deferred;
@@ -134,8 +150,19 @@
 
   function fill(select, members) {
     const chosen = select.value;
-    select.replaceChildren(...members.map((m) => el("option", { value: m.id, text: m.first_name + " " + m.last_name })));
+    // A member added online stays on the record, marked until the office validates it.
+    select.replaceChildren(...members.map((m) => el("option", { value: m.id,
+      text: m.first_name + " " + m.last_name + (m.pending_validation ? " (" + t("member.pending") + ")" : "") })));
     if (members.some((m) => m.id === chosen)) select.value = chosen;
+  }
+
+  // Québec FAQ 6: the family's place on each waiting list.
+  function renderWaiting() {
+    const places = cart.waiting || [];
+    $("waiting-places").hidden = !places.length;
+    $("waiting-list").replaceChildren(...places.map((w) => el("li", {
+      text: t("waiting.place", { name: w.participant_name, activity: w.activity_title, position: w.position }),
+    })));
   }
 
   function renderItems() {
@@ -147,7 +174,8 @@
         onclick: () => remove(item), text: t("cart.remove"),
       }) : null)));
     if (!cart.items.length) list.append(el("li", { text: t("cart.empty") }));
-    $("cart-total").textContent = t("cart.total", { total: money(cart.total_cents) });
+    $("cart-total").textContent = t("cart.total", { total: money(cart.total_cents) })
+      + (cart.one_child_per_order ? " · " + t("cart.modules", { count: cart.modules || 0 }) : "");
     $("released").hidden = !cart.released.length;
     $("released").textContent = cart.released.length
       ? t("reg.expired") + " " + cart.released.map((i) => i.participant_name + " — " + i.activity.title).join("; ") : "";
@@ -156,7 +184,11 @@
   function renderHold() {
     clearInterval(holdTimer);
     const hold = $("hold");
-    if (cart.status === "paying") { hold.textContent = t("reg.locked", { time: at(cart.locked_until) }); return; }
+    if (cart.status === "paying") {
+      // FAQ 11: the cart's number, to give support if the cart does not come back.
+      hold.textContent = t("reg.locked", { time: at(cart.locked_until) }) + " " + t("reg.locked_number", { number: cart.cart_number });
+      return;
+    }
     if (!cart.hold_expires_at) { hold.textContent = ""; return; }
     const until = Date.parse(cart.hold_expires_at);
     const tickHold = () => {

@@ -116,7 +116,9 @@
   async function poll() {
     // Timers stop while the computer sleeps: a poll this late means it slept.
     if (Date.now() - due > 30000) $("wr-slept").hidden = false;
-    const reply = await api("GET", base + "/tickets/" + ticket.ticket_id);
+    // The position shown last: a gateway a moment behind another never shows a higher one.
+    const seen = ticket.status === "waiting" && ticket.position && !ticket.requeued ? "?seen=" + ticket.position : "";
+    const reply = await api("GET", base + "/tickets/" + ticket.ticket_id + seen);
     if (reply.status === 200) { settled(reply.data); return; }
     if (reply.status === 404 || reply.status === 400) { ticket = null; join(); return; }
     busy(reply, poll);
@@ -155,8 +157,24 @@
     }
   });
 
+  $("wr-leave").addEventListener("click", () => {
+    if (!ticket) return;
+    clearTimeout(timer);
+    clearInterval(countdownTimer);
+    $("wr-leave-row").hidden = true;
+    $("wr-leaving").hidden = false;
+    $("wr-leaving").textContent = t("wr.leaving");
+    WR.leave(ticket.ticket_id, () => {
+      ticket = null;
+      $("wr-line").hidden = true;
+      $("wr-leaving").textContent = t("wr.left");
+      say("");
+    }, (seconds) => { $("wr-leaving").textContent = t("wr.leave_retry", { seconds }); });
+  });
+
   function show(tk) {
     offerFamily(tk);
+    $("wr-leave-row").hidden = !(tk.status === "prequeue" || tk.status === "waiting");
     $("wr").setAttribute("aria-busy", "false");
     $("wr-updated").textContent = t("wr.updated", { time: timeFmt.format(new Date()) });
     $("wr-requeued").hidden = !tk.requeued;

@@ -37,6 +37,7 @@ class ScriptedPayments:
     script: deque[PaymentResult | type[PaymentUnreachable]] = field(default_factory=deque)
     charged: dict[str, PaymentResult] = field(default_factory=dict)
     charges: list[tuple[str, str, int]] = field(default_factory=list)
+    refunds: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     async def charge(
         self, key: str, cart_id: str, amount_cents: int, currency: str, card: CardInput, d: str
@@ -51,6 +52,10 @@ class ScriptedPayments:
 
     async def lookup(self, key: str) -> PaymentResult | None:
         return self.charged.get(key)
+
+    async def refund(self, key: str, payment_key: str, amount_cents: int) -> str:
+        self.refunds.setdefault(key, (payment_key, amount_cents))
+        return "approved"
 
 
 def make_desk(engine: AsyncEngine, payments: ScriptedPayments | None = None) -> Desk:

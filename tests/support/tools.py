@@ -3,6 +3,7 @@ fails on CI, which must run every test (``.ci/run`` installs what they need)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from typing import NoReturn
@@ -23,3 +24,13 @@ def tool(name: str, install: str = "") -> str:
     if found is None:
         unavailable(f"{name} is not installed" + (f" ({install})" if install else ""))
     return found
+
+
+async def stop_process(proc: asyncio.subprocess.Process, timeout_s: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()

@@ -26,6 +26,69 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class CancelRegistrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    REGISTRATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CANCELLED_BY_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    registration_id: _builtins.int
+    """as exported (waitroom export registrations)"""
+    reason: _builtins.str
+    """told to the family"""
+    cancelled_by: _builtins.str
+    """the operator, for the record"""
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        registration_id: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        cancelled_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_by", b"cancelled_by", "event_id", b"event_id", "reason", b"reason", "registration_id", b"registration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRegistrationRequest: _TypeAlias = CancelRegistrationRequest  # noqa: Y015
+
+@_typing.final
+class CancelRegistrationReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRATION_ID_FIELD_NUMBER: _builtins.int
+    ACTIVITY_ID_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    REFUND_STATUS_FIELD_NUMBER: _builtins.int
+    registration_id: _builtins.int
+    activity_id: _builtins.str
+    participant: _builtins.str
+    amount_cents: _builtins.int
+    refund_status: _builtins.str
+    """"approved" | "declined" | "unknown" (reconciled later) | "" (nothing was paid)"""
+    def __init__(
+        self,
+        *,
+        registration_id: _builtins.int = ...,
+        activity_id: _builtins.str = ...,
+        participant: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
+        refund_status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "amount_cents", b"amount_cents", "participant", b"participant", "refund_status", b"refund_status", "registration_id", b"registration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRegistrationReply: _TypeAlias = CancelRegistrationReply  # noqa: Y015
+
+@_typing.final
 class EndSessionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -251,6 +314,7 @@ class Member(_message.Message):
     RELATIONSHIP_FIELD_NUMBER: _builtins.int
     CLASS_LEVEL_FIELD_NUMBER: _builtins.int
     CAN_PAY_FIELD_NUMBER: _builtins.int
+    PENDING_VALIDATION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """the person number on the leisure card"""
     first_name: _builtins.str
@@ -263,6 +327,8 @@ class Member(_message.Message):
     """-1 when unknown"""
     can_pay: _builtins.bool
     """not a child, 18 or older"""
+    pending_validation: _builtins.bool
+    """Added online: on the family record, awaiting the office's validation (Québec FAQ 4)."""
     def __init__(
         self,
         *,
@@ -273,10 +339,11 @@ class Member(_message.Message):
         relationship: _builtins.str = ...,
         class_level: _builtins.int = ...,
         can_pay: _builtins.bool = ...,
+        pending_validation: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "can_pay", b"can_pay", "class_level", b"class_level", "first_name", b"first_name", "id", b"id", "last_name", b"last_name", "relationship", b"relationship"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "can_pay", b"can_pay", "class_level", b"class_level", "first_name", b"first_name", "id", b"id", "last_name", b"last_name", "pending_validation", b"pending_validation", "relationship", b"relationship"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -308,6 +375,41 @@ class CartItem(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CartItem: _TypeAlias = CartItem  # noqa: Y015
+
+@_typing.final
+class WaitingEntry(_message.Message):
+    """The family's place on an activity's waiting list (Québec FAQ 6)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVITY_ID_FIELD_NUMBER: _builtins.int
+    ACTIVITY_TITLE_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_NAME_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    activity_id: _builtins.str
+    activity_title: _builtins.str
+    participant: _builtins.str
+    """member id"""
+    participant_name: _builtins.str
+    position: _builtins.int
+    """1: next when a place frees"""
+    def __init__(
+        self,
+        *,
+        activity_id: _builtins.str = ...,
+        activity_title: _builtins.str = ...,
+        participant: _builtins.str = ...,
+        participant_name: _builtins.str = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "activity_title", b"activity_title", "participant", b"participant", "participant_name", b"participant_name", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitingEntry: _TypeAlias = WaitingEntry  # noqa: Y015
 
 @_typing.final
 class Payer(_message.Message):
@@ -353,6 +455,10 @@ class Cart(_message.Message):
     LOCKED_UNTIL_FIELD_NUMBER: _builtins.int
     CART_NUMBER_FIELD_NUMBER: _builtins.int
     PAYMENT_DEFERRED_FIELD_NUMBER: _builtins.int
+    FAMILY_VALIDATED_FIELD_NUMBER: _builtins.int
+    WAITING_FIELD_NUMBER: _builtins.int
+    ONE_CHILD_PER_ORDER_FIELD_NUMBER: _builtins.int
+    MODULES_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     status: _builtins.str
     """"open" | "expired" (the hold ran out: its seats went back to everyone) |
@@ -369,8 +475,15 @@ class Cart(_message.Message):
     locked_until: _builtins.str
     """RFC 3339 while "paying" """
     cart_number: _builtins.str
-    """once paid or confirmed"""
+    """from the moment the cart locks for a payment (FAQ 11)"""
     payment_deferred: _builtins.bool
+    family_validated: _builtins.bool
+    """The team validated the identified family's account; an account not validated sees
+    the catalogue but cannot book (P'tit Victor). True before identification.
+    """
+    one_child_per_order: _builtins.bool
+    """P'tit Victor: one child per order; the cart counts its modules ("1m" a booking)."""
+    modules: _builtins.int
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CartItem]: ...
     @_builtins.property
@@ -381,6 +494,10 @@ class Cart(_message.Message):
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___Member]: ...
     @_builtins.property
     def payer(self) -> Global___Payer: ...
+    @_builtins.property
+    def waiting(self) -> _containers.RepeatedCompositeFieldContainer[Global___WaitingEntry]:
+        """The identified family's waiting lists in this event, with its place on each."""
+
     def __init__(
         self,
         *,
@@ -399,10 +516,14 @@ class Cart(_message.Message):
         locked_until: _builtins.str = ...,
         cart_number: _builtins.str = ...,
         payment_deferred: _builtins.bool = ...,
+        family_validated: _builtins.bool = ...,
+        waiting: _abc.Iterable[Global___WaitingEntry] | None = ...,
+        one_child_per_order: _builtins.bool = ...,
+        modules: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["payer", b"payer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cart_number", b"cart_number", "client_number", b"client_number", "conditions_accepted", b"conditions_accepted", "currency", b"currency", "event_id", b"event_id", "extension_used", b"extension_used", "hold_expires_at", b"hold_expires_at", "items", b"items", "locked_until", b"locked_until", "members", b"members", "payer", b"payer", "payment_deferred", b"payment_deferred", "released", b"released", "status", b"status", "total_cents", b"total_cents"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cart_number", b"cart_number", "client_number", b"client_number", "conditions_accepted", b"conditions_accepted", "currency", b"currency", "event_id", b"event_id", "extension_used", b"extension_used", "family_validated", b"family_validated", "hold_expires_at", b"hold_expires_at", "items", b"items", "locked_until", b"locked_until", "members", b"members", "modules", b"modules", "one_child_per_order", b"one_child_per_order", "payer", b"payer", "payment_deferred", b"payment_deferred", "released", b"released", "status", b"status", "total_cents", b"total_cents", "waiting", b"waiting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -114,6 +114,11 @@ class CartServiceStub:
                 request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.EndSessionRequest.SerializeToString,
                 response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.EndSessionReply.FromString,
                 _registered_method=True)
+        self.CancelRegistration = channel.unary_unary(
+                '/waitroom.cart.v1.CartService/CancelRegistration',
+                request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CancelRegistrationRequest.SerializeToString,
+                response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CancelRegistrationReply.FromString,
+                _registered_method=True)
 
 
 class CartServiceServicer:
@@ -228,6 +233,15 @@ class CartServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelRegistration(self, request, context):
+        """The staff cancel a registration (the services' own credential only; the operator
+        API calls): its seat frees, what was paid for it is refunded once, the family is
+        emailed. Again: the same cancellation (its refund tried again while unknown).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CartServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -310,6 +324,11 @@ def add_CartServiceServicer_to_server(servicer, server):
                     servicer.EndSession,
                     request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.EndSessionRequest.FromString,
                     response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.EndSessionReply.SerializeToString,
+            ),
+            'CancelRegistration': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRegistration,
+                    request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CancelRegistrationRequest.FromString,
+                    response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CancelRegistrationReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -744,6 +763,33 @@ class CartService:
             '/waitroom.cart.v1.CartService/EndSession',
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.EndSessionRequest.SerializeToString,
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.EndSessionReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRegistration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waitroom.cart.v1.CartService/CancelRegistration',
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CancelRegistrationRequest.SerializeToString,
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CancelRegistrationReply.FromString,
             options,
             channel_credentials,
             insecure,

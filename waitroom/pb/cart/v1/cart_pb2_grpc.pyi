@@ -70,6 +70,11 @@ class CartServiceStub:
     """The session ended without paying (the parent left): its cart holds no seat from now
     on and takes no more change (the services' own credential only; the gateway calls).
     """
+    CancelRegistration: _grpc.UnaryUnaryMultiCallable[_cart_pb2.CancelRegistrationRequest, _cart_pb2.CancelRegistrationReply]
+    """The staff cancel a registration (the services' own credential only; the operator
+    API calls): its seat frees, what was paid for it is refunded once, the family is
+    emailed. Again: the same cancellation (its refund tried again while unknown).
+    """
 
 @_typing.type_check_only
 class CartServiceAsyncStub(CartServiceStub):
@@ -105,6 +110,11 @@ class CartServiceAsyncStub(CartServiceStub):
     EndSession: _aio.UnaryUnaryMultiCallable[_cart_pb2.EndSessionRequest, _cart_pb2.EndSessionReply]  # type: ignore[assignment]
     """The session ended without paying (the parent left): its cart holds no seat from now
     on and takes no more change (the services' own credential only; the gateway calls).
+    """
+    CancelRegistration: _aio.UnaryUnaryMultiCallable[_cart_pb2.CancelRegistrationRequest, _cart_pb2.CancelRegistrationReply]  # type: ignore[assignment]
+    """The staff cancel a registration (the services' own credential only; the operator
+    API calls): its seat frees, what was paid for it is refunded once, the family is
+    emailed. Again: the same cancellation (its refund tried again while unknown).
     """
 
 class CartServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -234,6 +244,17 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cart_pb2.EndSessionReply, _abc.Awaitable[_cart_pb2.EndSessionReply]]:
         """The session ended without paying (the parent left): its cart holds no seat from now
         on and takes no more change (the services' own credential only; the gateway calls).
+        """
+
+    @_abc_1.abstractmethod
+    def CancelRegistration(
+        self,
+        request: _cart_pb2.CancelRegistrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cart_pb2.CancelRegistrationReply, _abc.Awaitable[_cart_pb2.CancelRegistrationReply]]:
+        """The staff cancel a registration (the services' own credential only; the operator
+        API calls): its seat frees, what was paid for it is refunded once, the family is
+        emailed. Again: the same cancellation (its refund tried again while unknown).
         """
 
 def add_CartServiceServicer_to_server(servicer: CartServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,23 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$waitroom/pb/payment/v1/payment.proto\x12\x13waitroom.payment.v1\"3\n\x04\x43\x61rd\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x0e\n\x06\x65xpiry\x18\x02 \x01(\t\x12\x0b\n\x03\x63vv\x18\x03 \x01(\t\"\xb3\x01\n\rChargeRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61rt_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\'\n\x04\x63\x61rd\x18\x05 \x01(\x0b\x32\x19.waitroom.payment.v1.Card\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x12\n\ncard_token\x18\x07 \x01(\t\",\n\x11GetPaymentRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"\x9b\x02\n\x07Payment\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61rt_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\".waitroom.payment.v1.PaymentStatus\x12\x16\n\x0e\x64\x65\x63line_reason\x18\x06 \x01(\t\x12\r\n\x05\x62rand\x18\x07 \x01(\t\x12\r\n\x05last4\x18\x08 \x01(\t\x12\x10\n\x08provider\x18\t \x01(\t\x12\x1a\n\x12provider_reference\x18\n \x01(\t\x12\x12\n\ncreated_at\x18\x0b \x01(\t\x12\x12\n\nsettled_at\x18\x0c \x01(\t*\xa2\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYMENT_STATUS_APPROVED\x10\x01\x12\x1b\n\x17PAYMENT_STATUS_DECLINED\x10\x02\x12\x1a\n\x16PAYMENT_STATUS_UNKNOWN\x10\x03\x12\x1b\n\x17PAYMENT_STATUS_NOT_SENT\x10\x04\x32\xb0\x01\n\x0ePaymentAdapter\x12J\n\x06\x43harge\x12\".waitroom.payment.v1.ChargeRequest\x1a\x1c.waitroom.payment.v1.Payment\x12R\n\nGetPayment\x12&.waitroom.payment.v1.GetPaymentRequest\x1a\x1c.waitroom.payment.v1.Paymentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$waitroom/pb/payment/v1/payment.proto\x12\x13waitroom.payment.v1\"S\n\rRefundRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0bpayment_key\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\"\xb2\x01\n\x0cRefundResult\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0bpayment_key\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x32\n\x06status\x18\x04 \x01(\x0e\x32\".waitroom.payment.v1.PaymentStatus\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x1a\n\x12provider_reference\x18\x06 \x01(\t\"3\n\x04\x43\x61rd\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x0e\n\x06\x65xpiry\x18\x02 \x01(\t\x12\x0b\n\x03\x63vv\x18\x03 \x01(\t\"\xb3\x01\n\rChargeRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61rt_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\'\n\x04\x63\x61rd\x18\x05 \x01(\x0b\x32\x19.waitroom.payment.v1.Card\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x12\n\ncard_token\x18\x07 \x01(\t\",\n\x11GetPaymentRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"\x9b\x02\n\x07Payment\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61rt_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\".waitroom.payment.v1.PaymentStatus\x12\x16\n\x0e\x64\x65\x63line_reason\x18\x06 \x01(\t\x12\r\n\x05\x62rand\x18\x07 \x01(\t\x12\r\n\x05last4\x18\x08 \x01(\t\x12\x10\n\x08provider\x18\t \x01(\t\x12\x1a\n\x12provider_reference\x18\n \x01(\t\x12\x12\n\ncreated_at\x18\x0b \x01(\t\x12\x12\n\nsettled_at\x18\x0c \x01(\t*\xa2\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYMENT_STATUS_APPROVED\x10\x01\x12\x1b\n\x17PAYMENT_STATUS_DECLINED\x10\x02\x12\x1a\n\x16PAYMENT_STATUS_UNKNOWN\x10\x03\x12\x1b\n\x17PAYMENT_STATUS_NOT_SENT\x10\x04\x32\x81\x02\n\x0ePaymentAdapter\x12J\n\x06\x43harge\x12\".waitroom.payment.v1.ChargeRequest\x1a\x1c.waitroom.payment.v1.Payment\x12R\n\nGetPayment\x12&.waitroom.payment.v1.GetPaymentRequest\x1a\x1c.waitroom.payment.v1.Payment\x12O\n\x06Refund\x12\".waitroom.payment.v1.RefundRequest\x1a!.waitroom.payment.v1.RefundResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'waitroom.pb.payment.v1.payment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYMENTSTATUS']._serialized_start=629
-  _globals['_PAYMENTSTATUS']._serialized_end=791
-  _globals['_CARD']._serialized_start=61
-  _globals['_CARD']._serialized_end=112
-  _globals['_CHARGEREQUEST']._serialized_start=115
-  _globals['_CHARGEREQUEST']._serialized_end=294
-  _globals['_GETPAYMENTREQUEST']._serialized_start=296
-  _globals['_GETPAYMENTREQUEST']._serialized_end=340
-  _globals['_PAYMENT']._serialized_start=343
-  _globals['_PAYMENT']._serialized_end=626
-  _globals['_PAYMENTADAPTER']._serialized_start=794
-  _globals['_PAYMENTADAPTER']._serialized_end=970
+  _globals['_PAYMENTSTATUS']._serialized_start=895
+  _globals['_PAYMENTSTATUS']._serialized_end=1057
+  _globals['_REFUNDREQUEST']._serialized_start=61
+  _globals['_REFUNDREQUEST']._serialized_end=144
+  _globals['_REFUNDRESULT']._serialized_start=147
+  _globals['_REFUNDRESULT']._serialized_end=325
+  _globals['_CARD']._serialized_start=327
+  _globals['_CARD']._serialized_end=378
+  _globals['_CHARGEREQUEST']._serialized_start=381
+  _globals['_CHARGEREQUEST']._serialized_end=560
+  _globals['_GETPAYMENTREQUEST']._serialized_start=562
+  _globals['_GETPAYMENTREQUEST']._serialized_end=606
+  _globals['_PAYMENT']._serialized_start=609
+  _globals['_PAYMENT']._serialized_end=892
+  _globals['_PAYMENTADAPTER']._serialized_start=1060
+  _globals['_PAYMENTADAPTER']._serialized_end=1317
 # @@protoc_insertion_point(module_scope)

@@ -49,6 +49,67 @@ PAYMENT_STATUS_NOT_SENT: PaymentStatus.ValueType  # 4
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
 
 @_typing.final
+class RefundRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PAYMENT_KEY_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    payment_key: _builtins.str
+    """the charge's idempotency key"""
+    amount_cents: _builtins.int
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        payment_key: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "idempotency_key", b"idempotency_key", "payment_key", b"payment_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundRequest: _TypeAlias = RefundRequest  # noqa: Y015
+
+@_typing.final
+class RefundResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PAYMENT_KEY_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PROVIDER_REFERENCE_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    payment_key: _builtins.str
+    amount_cents: _builtins.int
+    status: Global___PaymentStatus.ValueType
+    """APPROVED, DECLINED or UNKNOWN"""
+    reason: _builtins.str
+    provider_reference: _builtins.str
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        payment_key: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
+        status: Global___PaymentStatus.ValueType = ...,
+        reason: _builtins.str = ...,
+        provider_reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "idempotency_key", b"idempotency_key", "payment_key", b"payment_key", "provider_reference", b"provider_reference", "reason", b"reason", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundResult: _TypeAlias = RefundResult  # noqa: Y015
+
+@_typing.final
 class Card(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

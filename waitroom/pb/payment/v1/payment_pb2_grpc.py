@@ -44,6 +44,11 @@ class PaymentAdapterStub:
                 request_serializer=waitroom_dot_pb_dot_payment_dot_v1_dot_payment__pb2.GetPaymentRequest.SerializeToString,
                 response_deserializer=waitroom_dot_pb_dot_payment_dot_v1_dot_payment__pb2.Payment.FromString,
                 _registered_method=True)
+        self.Refund = channel.unary_unary(
+                '/waitroom.payment.v1.PaymentAdapter/Refund',
+                request_serializer=waitroom_dot_pb_dot_payment_dot_v1_dot_payment__pb2.RefundRequest.SerializeToString,
+                response_deserializer=waitroom_dot_pb_dot_payment_dot_v1_dot_payment__pb2.RefundResult.FromString,
+                _registered_method=True)
 
 
 class PaymentAdapterServicer:
@@ -65,6 +70,15 @@ class PaymentAdapterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Refund(self, request, context):
+        """Refund (part of) an approved payment once per idempotency key, never more than was
+        charged. A provider that does not answer in time leaves it UNKNOWN; it is reconciled
+        like a charge. Refusals: payment_not_approved, refund_exceeds_payment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentAdapterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +91,11 @@ def add_PaymentAdapterServicer_to_server(servicer, server):
                     servicer.GetPayment,
                     request_deserializer=waitroom_dot_pb_dot_payment_dot_v1_dot_payment__pb2.GetPaymentRequest.FromString,
                     response_serializer=waitroom_dot_pb_dot_payment_dot_v1_dot_payment__pb2.Payment.SerializeToString,
+            ),
+            'Refund': grpc.unary_unary_rpc_method_handler(
+                    servicer.Refund,
+                    request_deserializer=waitroom_dot_pb_dot_payment_dot_v1_dot_payment__pb2.RefundRequest.FromString,
+                    response_serializer=waitroom_dot_pb_dot_payment_dot_v1_dot_payment__pb2.RefundResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +152,33 @@ class PaymentAdapter:
             '/waitroom.payment.v1.PaymentAdapter/GetPayment',
             waitroom_dot_pb_dot_payment_dot_v1_dot_payment__pb2.GetPaymentRequest.SerializeToString,
             waitroom_dot_pb_dot_payment_dot_v1_dot_payment__pb2.Payment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Refund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waitroom.payment.v1.PaymentAdapter/Refund',
+            waitroom_dot_pb_dot_payment_dot_v1_dot_payment__pb2.RefundRequest.SerializeToString,
+            waitroom_dot_pb_dot_payment_dot_v1_dot_payment__pb2.RefundResult.FromString,
             options,
             channel_credentials,
             insecure,

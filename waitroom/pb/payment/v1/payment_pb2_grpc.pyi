@@ -45,6 +45,11 @@ class PaymentAdapterStub:
     """The payment under a key, reconciled with the provider first when its outcome is
     still unknown. NOT_FOUND when no payment has that key.
     """
+    Refund: _grpc.UnaryUnaryMultiCallable[_payment_pb2.RefundRequest, _payment_pb2.RefundResult]
+    """Refund (part of) an approved payment once per idempotency key, never more than was
+    charged. A provider that does not answer in time leaves it UNKNOWN; it is reconciled
+    like a charge. Refusals: payment_not_approved, refund_exceeds_payment.
+    """
 
 @_typing.type_check_only
 class PaymentAdapterAsyncStub(PaymentAdapterStub):
@@ -56,6 +61,11 @@ class PaymentAdapterAsyncStub(PaymentAdapterStub):
     GetPayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.Payment]  # type: ignore[assignment]
     """The payment under a key, reconciled with the provider first when its outcome is
     still unknown. NOT_FOUND when no payment has that key.
+    """
+    Refund: _aio.UnaryUnaryMultiCallable[_payment_pb2.RefundRequest, _payment_pb2.RefundResult]  # type: ignore[assignment]
+    """Refund (part of) an approved payment once per idempotency key, never more than was
+    charged. A provider that does not answer in time leaves it UNKNOWN; it is reconciled
+    like a charge. Refusals: payment_not_approved, refund_exceeds_payment.
     """
 
 class PaymentAdapterServicer(metaclass=_abc_1.ABCMeta):
@@ -77,6 +87,17 @@ class PaymentAdapterServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_payment_pb2.Payment, _abc.Awaitable[_payment_pb2.Payment]]:
         """The payment under a key, reconciled with the provider first when its outcome is
         still unknown. NOT_FOUND when no payment has that key.
+        """
+
+    @_abc_1.abstractmethod
+    def Refund(
+        self,
+        request: _payment_pb2.RefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.RefundResult, _abc.Awaitable[_payment_pb2.RefundResult]]:
+        """Refund (part of) an approved payment once per idempotency key, never more than was
+        charged. A provider that does not answer in time leaves it UNKNOWN; it is reconciled
+        like a charge. Refusals: payment_not_approved, refund_exceeds_payment.
         """
 
 def add_PaymentAdapterServicer_to_server(servicer: PaymentAdapterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
