@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cart_service.desk import Desk
 from cart_service.ledger import (
     activities,
+    bookings,
     cancellations,
     carts,
     families,
@@ -135,6 +136,11 @@ async def _move(
         )
     )  # fmt: skip
     await conn.execute(delete(registrations).where(registrations.c.id == registration_id))
+    await conn.execute(  # an order's reserved booking (a "requests" event) says so too
+        update(bookings)
+        .where(bookings.c.registration_id == registration_id)
+        .values(status="cancelled", reason="cancelled_by_staff", decided_at_ms=now)
+    )
     done = _Row(found.activity_id, found.participant, found.price_cents, refund_key,
                 "pending" if paid else None, found.payment_key)  # fmt: skip
     return done, found

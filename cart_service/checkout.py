@@ -18,9 +18,18 @@ from cart_service.desk import Desk, cart_for_update, changing, open_cart, touch,
 from cart_service.family_rules import check_payer
 from cart_service.ledger import members
 from cart_service.model import CartSnapshot, CheckoutResult, Line, Receipt, Session
+from cart_service.orders import place_order
 from cart_service.payment_port import CardInput, PaymentResult, PaymentUnreachable
 from cart_service.settlement import apply_payment, confirm, unlock
-from cart_service.snapshots import event_row, live_items, new_cart_number, receipt_of, snapshot
+from cart_service.snapshots import (
+    DONE,
+    ORDERED,
+    event_row,
+    live_items,
+    new_cart_number,
+    receipt_of,
+    snapshot,
+)
 from waitroom.db import writing
 from waitroom.metrics import CHECKOUTS
 from waitroom.validation import FieldError, Refused
@@ -51,9 +60,10 @@ async def checkout(desk: Desk, session: Session, key: str, card: CardInput) -> C
     now = desk.clock_ms()
     async with writing(desk.engine) as conn:
         cart = await cart_for_update(conn, session.cart_id)
-        if cart is not None and cart.payment_key == key and cart.status in ("paid", "confirmed"):
+        if cart is not None and cart.payment_key == key and cart.status in DONE:
             done = await receipt_of(conn, cart)  # a double submit after success
-            return CheckoutResult(cart.status, await snapshot(conn, session, now), done)
+            outcome = "ordered" if cart.status in ORDERED else cart.status
+            return CheckoutResult(outcome, await snapshot(conn, session, now), done)
         replay = cart is not None and cart.status == "paying" and cart.payment_key == key
         event = await event_row(conn, session.event_id)
         receipt: Receipt | None = None
@@ -64,7 +74,9 @@ async def checkout(desk: Desk, session: Session, key: str, card: CardInput) -> C
             cart = await open_cart(desk, conn, session)
             lines = await live_items(conn, cart, now)
             total = await _check_ready(conn, cart, lines, now)
-            if event.payment_deferred:
+            if event.mode == "requests":  # P'tit Victor: an order "En attente"
+                receipt = await place_order(desk, conn, cart, key, total, now)
+            elif event.payment_deferred:
                 receipt = await confirm(desk, conn, cart, key, None, total, now)
             else:
                 # The cart's number from the moment it locks (FAQ 11: a parent whose
@@ -79,10 +91,11 @@ async def checkout(desk: Desk, session: Session, key: str, card: CardInput) -> C
                     locked_until_ms=now + desk.lock_ms,
                     cart_number=cart.cart_number or await new_cart_number(conn),
                 )
-    if receipt is not None:  # payment deferred: confirmed without charging
+    if receipt is not None:  # payment deferred, or an order: nothing to charge now
+        outcome = "ordered" if receipt.payment_status == "ordered" else "confirmed"
         desk.on_confirmed()
-        CHECKOUTS.labels(session.event_id, "confirmed").inc()
-        return CheckoutResult("confirmed", await desk.snapshot(session), receipt)
+        CHECKOUTS.labels(session.event_id, outcome).inc()
+        return CheckoutResult(outcome, await desk.snapshot(session), receipt)
     try:
         result = await desk.payments.charge(
             key, session.cart_id, total, event.currency, card, event.title

@@ -2,6 +2,8 @@
 
     waitroom import catalogue FILE --event ID [--title TITLE]   activities of an event
     waitroom import families FILE                              family records, one line a member
+    waitroom import phases FILE --event ID                     a requests event's phases
+    waitroom allocate --event ID                               a requests event's allocation
     waitroom export registrations|rosters|waiting-lists|payments|releve24 --event ID [-o FILE]
 
 The database is WAITROOM_DATABASE_URL (or --database), the payment tables'
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from cart_service import exports, imports
@@ -46,6 +50,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         try:
             if args.kind == "catalogue":
                 return await imports.import_catalogue(engine, args.event, text, args.title)
+            if args.kind == "phases":
+                return await imports.import_phases(engine, args.event, text)
             return await imports.import_families(engine, text)
         finally:
             await engine.dispose()
@@ -98,6 +104,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_allocate(args: argparse.Namespace) -> int:
+    from cart_service.allocation import allocate
+    from waitroom.validation import Refused
+
+    async def run() -> dict[str, object]:
+        engine = make_engine(_ledger_url(args))
+        try:
+            mail_from = os.environ.get("WAITROOM_MAIL_FROM") or str(
+                Settings.model_fields["mail_from"].default
+            )
+            done = await allocate(engine, args.event, int(time.time() * 1000), mail_from)
+            return done.as_json()
+        finally:
+            await engine.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except NotFound:
+        print(f"waitroom allocate: no event {args.event!r} in the ledger", file=sys.stderr)
+        return 2
+    except Refused:
+        print(
+            f"waitroom allocate: {args.event!r} is sold first come, first served", file=sys.stderr
+        )
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     database = "the ledger (default: WAITROOM_DATABASE_URL)"
     load = sub.add_parser("import", help="import the catalogue or the families from CSV")
@@ -114,3 +149,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     out.add_argument("--payments-database", help="default: WAITROOM_PAYMENT_DATABASE_URL")
     out.add_argument("-o", "--output", help="a file (default: the standard output)")
     out.set_defaults(func=cmd_export)
+    give = sub.add_parser(
+        "allocate", help="a requests event's allocation: every pending booking decided"
+    )
+    give.add_argument("--event", required=True)
+    give.add_argument("--database", help=database)
+    give.set_defaults(func=cmd_allocate)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import time
 from datetime import date, timedelta
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cart_service.catalogue import load_catalogue
-from waitroom.db import make_engine
+from cart_service.ledger import phases
+from waitroom.db import make_engine, writing
 
 PARKS = (
     "Parc Champagnat",
@@ -60,7 +63,14 @@ Person = tuple[str, str, date, str, int | None]  # id, first name, born, relatio
 
 
 def _family(
-    client: str, phone: str, email: str, last: str, people: list[Person], validated: bool = True
+    client: str,
+    phone: str,
+    email: str,
+    last: str,
+    people: list[Person],
+    validated: bool = True,
+    member: bool = False,
+    preregistered: bool = False,
 ) -> tuple[dict[str, object], list[dict[str, object]]]:
     return (
         {
@@ -68,6 +78,8 @@ def _family(
             "principal_phone": phone,
             "email": email,
             "validated": validated,
+            "member": member,
+            "preregistered": preregistered,
         },
         [
             {
@@ -98,6 +110,7 @@ FAMILIES = (
             ("P103", "Hugo", date(2017, 9, 3), "child", 4),
             ("P104", "Zoé", date(2022, 1, 9), "child", 0),
         ],
+        member=True,  # P'tit Victor: a member family of the past season
     ),
     _family(
         "100871",
@@ -121,6 +134,7 @@ FAMILIES = (
             ("P301", "Olivier", date(2015, 12, 12), "child", 6),
             ("P302", "Alice", date(2018, 6, 6), "child", 3),
         ],
+        preregistered=True,  # P'tit Victor: pre-registered a child
     ),
     # A new account the team has not validated yet: it sees the catalogue and its
     # family, but cannot book (P'tit Victor).
@@ -149,6 +163,44 @@ async def load_demo(engine: AsyncEngine, event_id: str = "demo", seed: int = 202
         "payment_deferred": False,
     }
     return await load_catalogue(engine, event, demo_activities(event_id, seed), FAMILIES)
+
+
+async def load_requests_demo(
+    engine: AsyncEngine, event_id: str, now_ms: int, seed: int = 2027
+) -> bool:
+    """P'tit Victor's way beside the city's: the courses only, one child per order,
+    orders "En attente" until the allocation, and three phases from ``now_ms``: members
+    and pre-registered families for a day, then new families of kindergarten for a day,
+    then everyone for five days. Once; returns False when it was already there."""
+    event = {
+        "id": event_id,
+        "title": "Activités du P'tit Victor — 2027-2028",
+        "currency": "CAD",
+        "timezone": "America/Toronto",
+        "payment_deferred": False,
+        "one_child_per_order": True,
+        "mode": "requests",
+    }
+    courses = [a for a in demo_activities(event_id, seed) if a["kind"] == "course"]
+    if not await load_catalogue(engine, event, courses, FAMILIES):
+        return False
+    day = 24 * 3600 * 1000
+    rows = [
+        (1, "Adhérents et familles pré-inscrites", 0, 1, "priority", None, None),
+        (2, "Nouvelles familles — maternelle", 1, 2, "new", 0, 0),
+        (3, "Toutes les familles", 2, 7, "everyone", None, None),
+    ]
+    async with writing(engine) as conn:
+        await conn.execute(
+            insert(phases),
+            [
+                {"event_id": event_id, "rank": rank, "name": name,
+                 "opens_at_ms": now_ms + start * day, "closes_at_ms": now_ms + end * day,
+                 "families": who, "class_min": low, "class_max": high}
+                for rank, name, start, end, who, low, high in rows
+            ],
+        )  # fmt: skip
+    return True
 
 
 def demo_activities(event_id: str, seed: int = 2027) -> list[dict[str, object]]:
@@ -207,11 +259,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cart_service.demo", description=__doc__)
     parser.add_argument("--database", required=True, help="the ledger's SQLAlchemy URL")
     parser.add_argument("--event", default="demo")
+    parser.add_argument(
+        "--requests", action="store_true", help="P'tit Victor's way: orders and an allocation"
+    )
     args = parser.parse_args(argv)
 
     async def load() -> bool:
         engine = make_engine(args.database)
         try:
+            if args.requests:
+                return await load_requests_demo(engine, args.event, int(time.time() * 1000))
             return await load_demo(engine, args.event)
         finally:
             await engine.dispose()

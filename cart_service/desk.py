@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cart_service.ledger import cart_items, carts
 from cart_service.model import CartSnapshot, Session
 from cart_service.payment_port import Payments
-from cart_service.snapshots import event_row, live_items, read_snapshot, snapshot
+from cart_service.snapshots import DONE, event_row, live_items, read_snapshot, snapshot
 from waitroom.db import writing
 from waitroom.validation import Refused, Unauthenticated
 
@@ -142,7 +142,7 @@ async def open_cart(desk: Desk, conn: AsyncConnection, session: Session) -> Row[
         raise Unauthenticated("session_ended")
     if cart.status == "paying":
         raise Refused("cart_locked", locked_until=str(cart.locked_until_ms or 0))
-    if cart.status in ("paid", "confirmed"):
+    if cart.status in DONE:
         raise Refused("cart_closed")
     if 0 < cart.hold_expires_at_ms <= now:
         await conn.execute(delete(cart_items).where(cart_items.c.cart_id == cart.id))

@@ -20,6 +20,7 @@ from cart_service.desk import Desk, changing, open_cart, touch
 from cart_service.family_rules import booking_member
 from cart_service.ledger import cart_items, carts, waiting_list
 from cart_service.model import CartSnapshot, Outcome, Session
+from cart_service.orders import ordering_phase, reserved_counts, standing_bookings
 from cart_service.seats import Candidate, candidates, lock_activities
 from cart_service.snapshots import cart_row, event_row, live_items
 from waitroom.db import reading, writing
@@ -46,10 +47,15 @@ async def add_items(
         conn = change.conn
         cart = await open_cart(desk, conn, session)
         member = await booking_member(conn, cart, participant, "participant")
-        await _one_child_per_order(conn, session.event_id, cart.id, member.id)
+        event = await event_row(conn, session.event_id)
+        await _one_child_per_order(conn, event, cart.id, member.id)
+        if event.mode == "requests":
+            await ordering_phase(conn, event.id, cart.client_number, member, now)
         await lock_activities(conn, session.event_id, wanted)
         found = await candidates(conn, session.event_id, wanted, member.id, now)
         results = {a: _outcome(a, found.get(a), cart.id, member) for a in wanted}
+        if event.mode == "requests":
+            results = await _as_requests(conn, results, found, member.id)
         # Already held here (a retry of this very call, a second click): held, once.
         mine = {a for a in wanted if a in found and found[a].holder == cart.id}
         held = [
@@ -129,12 +135,30 @@ async def extend(desk: Desk, session: Session) -> CartSnapshot:
     return snapshot
 
 
+async def _as_requests(
+    conn: AsyncConnection, results: dict[str, Outcome], found: dict[str, Candidate], member: str
+) -> dict[str, Outcome]:
+    """A "requests" event's answers: a seat is asked for, not taken, so only reserved
+    places make an activity full (carts' items hold none); a booking that stands
+    (pending or reserved) is not ordered twice."""
+    asked = [a for a, o in results.items() if o.outcome in ("held", "full")]
+    standing = await standing_bookings(conn, member, asked)
+    reserved = await reserved_counts(conn, asked)
+    answers = dict(results)
+    for a in asked:
+        if a in standing:
+            answers[a] = Outcome(a, "refused", "already_ordered")
+        elif results[a].outcome == "full" and reserved.get(a, 0) < found[a].activity.capacity:
+            answers[a] = Outcome(a, "held")
+    return answers
+
+
 async def _one_child_per_order(
-    conn: AsyncConnection, event_id: str, cart_id: str, participant: str
+    conn: AsyncConnection, event: Row[Any], cart_id: str, participant: str
 ) -> None:
     """P'tit Victor: "un seul enfant par commande": on such an event a cart holds one
     participant's bookings; another child is ordered in a cart of its own (409)."""
-    if not (await event_row(conn, event_id)).one_child_per_order:
+    if not event.one_child_per_order:
         return
     other = await conn.execute(
         select(cart_items.c.participant)

@@ -15,7 +15,7 @@ import csv
 import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -30,6 +30,7 @@ from cart_service.ledger import (
     create_schema,
     families,
     members,
+    phases,
     registration_events,
     registrations,
 )
@@ -109,6 +110,9 @@ class MemberLine(BaseModel):
     principal_phone: str = Field(min_length=1, max_length=40)
     email: str = ""
     validated: bool = True
+    # P'tit Victor's priority: a member of the past season, a pre-registered family.
+    member: bool = False
+    preregistered: bool = False
     member_id: str = Field(pattern=r"^[0-9A-Za-z]{1,32}$")
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
@@ -117,7 +121,7 @@ class MemberLine(BaseModel):
     class_level: int | None = Field(None, ge=0, le=12)
 
     _none = field_validator("class_level", mode="before")(_blank_is_none)
-    _bool = field_validator("validated", mode="before")(_flag)
+    _bool = field_validator("validated", "member", "preregistered", mode="before")(_flag)
 
     def rows(self) -> tuple[dict[str, object], dict[str, object]]:
         if self.relationship not in RELATIONSHIPS:
@@ -132,7 +136,8 @@ class MemberLine(BaseModel):
             raise _LineError("email", "not an email address") from None
         family: dict[str, object] = {
             "client_number": self.client_number, "principal_phone": phone, "email": email,
-            "validated": self.validated,
+            "validated": self.validated, "member": self.member,
+            "preregistered": self.preregistered,
         }  # fmt: skip
         member = {
             "id": self.member_id, "client_number": self.client_number,
@@ -141,6 +146,39 @@ class MemberLine(BaseModel):
             "class_level": self.class_level, "pending_validation": False,
         }  # fmt: skip
         return family, member
+
+
+class PhaseLine(BaseModel):
+    """A phase of a "requests" event: who may order (``families``, and class levels when
+    given), from ``opens_at`` until ``closes_at`` (ISO 8601 with its UTC offset)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    rank: int = Field(ge=1, le=100)
+    name: str = Field(min_length=1, max_length=64)
+    opens_at: datetime
+    closes_at: datetime
+    families: Literal["priority", "new", "everyone"]
+    class_min: int | None = Field(None, ge=0, le=12)
+    class_max: int | None = Field(None, ge=0, le=12)
+
+    _none = field_validator("class_min", "class_max", mode="before")(_blank_is_none)
+
+    def row(self, event_id: str) -> dict[str, object]:
+        for name in ("opens_at", "closes_at"):
+            if getattr(self, name).utcoffset() is None:
+                raise _LineError(name, "needs its UTC offset (2027-04-01T19:00:00-04:00)")
+        if self.closes_at <= self.opens_at:
+            raise _LineError("closes_at", "not after opens_at")
+        low, high = self.class_min, self.class_max
+        if low is not None and high is not None and low > high:
+            raise _LineError("class_max", "below class_min")
+        return {
+            "event_id": event_id, "rank": self.rank, "name": self.name,
+            "opens_at_ms": int(self.opens_at.timestamp() * 1000),
+            "closes_at_ms": int(self.closes_at.timestamp() * 1000),
+            "families": self.families, "class_min": self.class_min, "class_max": self.class_max,
+        }  # fmt: skip
 
 
 class _LineError(Exception):
@@ -299,7 +337,57 @@ async def _check_member(conn: AsyncConnection, member: dict[str, object]) -> Non
         raise _LineError("member_id", f"a member of family {found.client_number}")
 
 
+async def import_phases(engine: AsyncEngine, event_id: str, text: str) -> Report:
+    """The phases of ``event_id`` from CSV, by rank; the event then takes requests
+    (P'tit Victor: orders "En attente" until the allocation)."""
+    report = Report()
+    await create_schema(engine)
+    lines = list(_read(text, PhaseLine))
+    async with writing(engine) as conn:
+        event = await conn.execute(
+            select(registration_events.c.id).where(registration_events.c.id == event_id)
+        )
+        if event.one_or_none() is None:
+            raise BadFile(f"no event {event_id!r} in the ledger: import its catalogue first")
+        for number, raw in lines:
+            line = _parse(number, raw, PhaseLine, report)
+            if line is None:
+                continue
+            try:
+                row = line.row(event_id)
+            except _LineError as exc:
+                report.rejected.append(Rejected(number, exc.column, exc.why))
+                continue
+            current = (
+                await conn.execute(
+                    select(phases).where(
+                        phases.c.event_id == event_id, phases.c.rank == row["rank"]
+                    )
+                )
+            ).one_or_none()
+            if current is None:
+                await conn.execute(insert(phases).values(**row))
+                report.created += 1
+            elif any(getattr(current, name) != value for name, value in row.items()):
+                await conn.execute(
+                    update(phases)
+                    .where(phases.c.event_id == event_id, phases.c.rank == row["rank"])
+                    .values(**row)
+                )
+                report.updated += 1
+            else:
+                report.unchanged += 1
+        if report.created or report.updated or report.unchanged:
+            await conn.execute(
+                update(registration_events)
+                .where(registration_events.c.id == event_id)
+                .values(mode="requests")
+            )
+    return report
+
+
 IMPORTS: dict[str, Callable[..., Any]] = {
     "catalogue": import_catalogue,
     "families": import_families,
+    "phases": import_phases,
 }

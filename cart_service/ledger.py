@@ -45,6 +45,28 @@ registration_events = Table(
     Column("payment_deferred", Boolean, nullable=False, default=False),
     # P'tit Victor: "un seul enfant par commande": a cart holds one participant's bookings.
     Column("one_child_per_order", Boolean, nullable=False, server_default=false()),
+    # "first_come": a paid (or confirmed) cart is a registration. "requests" (P'tit
+    # Victor): checkout records an order "En attente"; the allocation gives the places.
+    Column("mode", String(16), nullable=False, server_default="first_come"),
+)
+
+# A "requests" event's ordered phases: who may order when. A family orders in the first
+# open phase it is eligible for; the allocation serves phases in rank order.
+phases = Table(
+    "phases",
+    metadata,
+    Column("event_id", String(64), ForeignKey("registration_events.id"), primary_key=True),
+    Column("rank", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(64), nullable=False),
+    Column("opens_at_ms", BigInteger, nullable=False),
+    # The phase's deadline: a booking cancelled by the allocation may be ordered again
+    # until then.
+    Column("closes_at_ms", BigInteger, nullable=False),
+    # "priority": members of the past season and pre-registered families; "new": the
+    # others; "everyone". Class levels (inclusive) of the child, when the phase has them.
+    Column("families", String(16), nullable=False),
+    Column("class_min", Integer, nullable=True),
+    Column("class_max", Integer, nullable=True),
 )
 
 activities = Table(
@@ -80,6 +102,10 @@ families = Table(
     # The team validated this account: only then can it book (P'tit Victor: "seuls les
     # comptes validés peuvent procéder aux réservations"). Existing accounts are.
     Column("validated", Boolean, nullable=False, server_default=true()),
+    # P'tit Victor's priority: the association's members of the past season, and new
+    # families who pre-registered a child; both book before the other new families.
+    Column("member", Boolean, nullable=False, server_default=false()),
+    Column("preregistered", Boolean, nullable=False, server_default=false()),
 )
 
 members = Table(
@@ -150,6 +176,29 @@ registrations = Table(
     Column("price_cents", Integer, nullable=False),
     Column("confirmed_at_ms", BigInteger, nullable=False),
     UniqueConstraint("activity_id", "participant"),
+)
+
+# A "requests" event's bookings: an order's lines, "pending" ("En attente") until the
+# allocation makes each "reserved" (a registration) or "cancelled" (with its reason).
+# A pending booking holds no seat: the allocation gives the seats.
+bookings = Table(
+    "bookings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), ForeignKey("registration_events.id"), nullable=False),
+    Column("cart_id", String(100), ForeignKey("carts.id"), nullable=False, index=True),
+    Column("activity_id", String(64), ForeignKey("activities.id"), nullable=False),
+    Column("participant", String(32), ForeignKey("members.id"), nullable=False),
+    Column("client_number", String(32), ForeignKey("families.client_number"), nullable=False),
+    Column("price_cents", Integer, nullable=False),
+    Column("phase_rank", Integer, nullable=False),
+    Column("ordered_at_ms", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | reserved | cancelled
+    Column("reason", String(64), nullable=True),  # why cancelled
+    Column("decided_at_ms", BigInteger, nullable=True),
+    Column("registration_id", Integer, nullable=True),
+    Index("ix_bookings_event_status", "event_id", "status"),
+    Index("ix_bookings_participant_activity", "participant", "activity_id"),
 )
 
 # Registrations cancelled by the staff: moved here from ``registrations`` (so its seat

@@ -41,19 +41,42 @@ def render(template: str, **values: object) -> str:
     return _templates.get_template(template).render(**values)
 
 
+# Why the allocation cancelled a booking, as the family reads it (FR, EN).
+CANCEL_REASONS = {
+    "wrong_class_level": ("erreur de classe", "wrong class level"),
+    "duplicate": ("doublon", "duplicate"),
+    "full": ("plus de place", "no place left"),
+    "account_not_validated": ("compte non validé", "account not validated"),
+    "cancelled_by_staff": ("annulé par l'équipe", "cancelled by the team"),
+}
+_SUBJECTS = {
+    "ordered": "Commande reçue, en attente / Order received, pending",
+    "allocated": "Résultat de l'attribution des places / Result of the allocation",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Confirmation:
+    """A confirmation (paid or deferred), an order received ("En attente"), or an
+    order's allocation result, as the receipt's ``payment_status`` says."""
+
     receipt: Receipt
+    # A cancelled booking may be ordered again until then (the allocation's email).
+    reorder_until: str = ""
 
     def subject(self) -> str:
-        return (
-            f"Confirmation d'inscription / Registration confirmation — {self.receipt.cart_number}"
+        title = _SUBJECTS.get(
+            self.receipt.payment_status, "Confirmation d'inscription / Registration confirmation"
         )
+        return f"{title} — {self.receipt.cart_number}"
 
     def body(self) -> str:
         r = self.receipt
         return _templates.get_template("confirmation.txt.j2").render(
-            r=r, issued_at=iso_at(r.issued_at_ms, r.timezone)
+            r=r,
+            issued_at=iso_at(r.issued_at_ms, r.timezone),
+            reasons=CANCEL_REASONS,
+            reorder_until=self.reorder_until,
         )
 
 

@@ -60,6 +60,9 @@ class Line:
     participant: str
     participant_name: str
     price_cents: int
+    # A booking of a "requests" event: pending | reserved | cancelled, and why cancelled.
+    status: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +75,7 @@ class Payer:
 @dataclass(slots=True)
 class CartSnapshot:
     event_id: str
-    status: str  # open | expired | paying | paid | confirmed
+    status: str  # open | expired | paying | paid | confirmed | ordered | allocated
     hold_expires_at_ms: int
     extension_used: bool
     items: list[Line]
@@ -93,6 +96,8 @@ class CartSnapshot:
     waiting: list[WaitingPlace] = field(default_factory=list)
     # One child per order (P'tit Victor); the cart then counts its modules (1 a booking).
     one_child_per_order: bool = False
+    # A "requests" event: checkout orders ("En attente"); nothing is charged then.
+    takes_requests: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +139,12 @@ class Receipt:
     timezone: str
     card_brand: str
     card_last4: str
-    payment_status: str  # paid | deferred
+    payment_status: str  # paid | deferred | ordered (awaiting the allocation) | allocated
 
 
 @dataclass(frozen=True, slots=True)
 class CheckoutResult:
-    outcome: str  # paid | confirmed | declined | pending
+    outcome: str  # paid | confirmed | ordered | declined | pending
     cart: CartSnapshot
     receipt: Receipt | None = None
     decline_reason: str = ""

@@ -7,6 +7,7 @@ raised by the rules become gRPC statuses with ErrorInfo in ``waitroom.rpc.Refusa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import grpc
 
 from cart_service import (
+    allocation,
     cancellations,
     catalogue,
     checkout,
@@ -32,6 +34,8 @@ from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
 from waitroom.rpc import caller
 from waitroom.schedule import iso_at
 from waitroom.validation import FieldError, Unauthenticated
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = "waitroom.cart.v1.CartService"
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -123,6 +127,7 @@ def cart_pb(c: CartSnapshot, today: date) -> pb.Cart:
         ],
         one_child_per_order=c.one_child_per_order,
         modules=len(c.items),
+        takes_requests=c.takes_requests,
     )
 
 
@@ -140,6 +145,8 @@ def receipt_pb(r: Receipt) -> pb.Receipt:
                 participant_name=line.participant_name,
                 activity=activity_pb(line.activity, r.currency),
                 price_cents=line.price_cents,
+                status=line.status,
+                reason=line.reason,
             )
             for line in r.lines
         ],
@@ -268,6 +275,26 @@ class CartServicer(pb_grpc.CartServiceServicer):
             participant=done.participant,
             amount_cents=done.amount_cents,
             refund_status=done.refund_status,
+        )
+
+    async def Allocate(self, request: pb.AllocateRequest, context: Context) -> pb.AllocateReply:
+        if not caller().service:
+            raise Unauthenticated("service_credential_required")
+        if not request.event_id:
+            raise FieldError("required", "event_id")
+        desk = self._desk
+        done = await allocation.allocate(
+            desk.engine, request.event_id, desk.clock_ms(), desk.mail_from
+        )
+        desk.on_confirmed()  # the families' emails go now
+        log.info(
+            "allocation of %s by %s: %s",
+            request.event_id,
+            request.run_by or "operator",
+            done.as_json(),
+        )
+        return pb.AllocateReply(
+            reserved=done.reserved, cancelled=dict(done.cancelled), orders=done.orders
         )
 
     async def GetCart(self, request: pb.GetCartRequest, context: Context) -> pb.Cart:

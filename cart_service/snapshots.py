@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cart_service import families as family_records
 from cart_service.ledger import (
     activities,
+    bookings,
     cart_items,
     carts,
     members,
@@ -67,6 +68,11 @@ async def cart_row(conn: AsyncConnection, cart_id: str) -> Row[Any] | None:
 
 
 def _lines_query(table: Any) -> Any:
+    decided = (
+        [table.c.status.label("booking_status"), table.c.reason.label("booking_reason")]
+        if "status" in table.c
+        else []
+    )
     return (
         select(
             table.c.participant,
@@ -76,6 +82,7 @@ def _lines_query(table: Any) -> Any:
             activities,
             taken_column(bindparam("now")),
             waiting_column(),
+            *decided,
         )
         .select_from(
             table.join(activities, activities.c.id == table.c.activity_id).outerjoin(
@@ -87,16 +94,20 @@ def _lines_query(table: Any) -> Any:
     )
 
 
-# Built once (every cart call reads its lines): held items, and registrations.
+# Built once (every cart call reads its lines): held items, registrations, bookings.
 _LINES = {
     cart_items.name: _lines_query(cart_items),
     registrations.name: _lines_query(registrations),
+    bookings.name: _lines_query(bookings),
 }
+# Where a cart's lines are once it is past paying: registrations, or an order's bookings.
+ORDERED = ("ordered", "allocated")
+DONE = ("paid", "confirmed", *ORDERED)
 
 
 async def lines_of(conn: AsyncConnection, cart_id: str, table: Any, now: int) -> list[Line]:
-    """The lines of a cart from ``cart_items`` (held) or ``registrations`` (confirmed),
-    with their activities' places left, in one query."""
+    """The lines of a cart from ``cart_items`` (held), ``registrations`` (confirmed) or
+    ``bookings`` (ordered), with their activities' places left, in one query."""
     rows = await conn.execute(_LINES[table.name], {"cart_id": cart_id, "now": now})
     return [
         Line(
@@ -104,9 +115,18 @@ async def lines_of(conn: AsyncConnection, cart_id: str, table: Any, now: int) ->
             row.participant,
             f"{row.first_name} {row.last_name}" if row.first_name is not None else "",
             row.line_price_cents,
+            row._mapping.get("booking_status") or "",
+            row._mapping.get("booking_reason") or "",
         )
         for row in rows.all()
     ]
+
+
+def lines_table(cart: Row[Any]) -> Any:
+    """The table a cart's lines are in, as its status says."""
+    if cart.status in ORDERED:
+        return bookings
+    return registrations if cart.status in DONE else cart_items
 
 
 async def live_items(conn: AsyncConnection, cart: Row[Any], now: int) -> list[Line]:
@@ -140,11 +160,12 @@ async def snapshot(conn: AsyncConnection, session: Session, now: int) -> CartSna
     if cart is None:
         return CartSnapshot(
             event.id, "open", 0, False, [], [], "", [], None, False, 0,
-            event.currency, event.timezone, 0, "", bool(event.payment_deferred),
+            event.currency, event.timezone, 0, "",
+            bool(event.payment_deferred) or event.mode == "requests",
         )  # fmt: skip
     status, released = cart.status, []
-    if cart.status in ("paid", "confirmed"):
-        items = await lines_of(conn, cart.id, registrations, now)
+    if cart.status in DONE:
+        items = await lines_of(conn, cart.id, lines_table(cart), now)
     else:
         items = await lines_of(conn, cart.id, cart_items, now)
         if cart.status == "open" and 0 < cart.hold_expires_at_ms <= now:
@@ -170,7 +191,7 @@ async def snapshot(conn: AsyncConnection, session: Session, now: int) -> CartSna
         timezone=event.timezone,
         locked_until_ms=(cart.locked_until_ms or 0) if status == "paying" else 0,
         cart_number=cart.cart_number or "",
-        payment_deferred=bool(event.payment_deferred),
+        payment_deferred=bool(event.payment_deferred) or event.mode == "requests",
         family_validated=(
             cart.client_number is None or await family_records.validated(conn, cart.client_number)
         ),
@@ -180,6 +201,7 @@ async def snapshot(conn: AsyncConnection, session: Session, now: int) -> CartSna
             else await waiting_places(conn, event.id, cart.client_number)
         ),
         one_child_per_order=bool(event.one_child_per_order),
+        takes_requests=event.mode == "requests",
     )
 
 
@@ -229,9 +251,9 @@ async def read_snapshot(engine: AsyncEngine, session: Session, now: int) -> Cart
 
 
 async def receipt_of(conn: AsyncConnection, cart: Row[Any]) -> Receipt:
-    """The receipt of a paid or confirmed cart."""
+    """The receipt of a paid or confirmed cart, or of an order (its bookings)."""
     event = await event_row(conn, cart.event_id)
-    lines = await lines_of(conn, cart.id, registrations, cart.settled_at_ms or 0)
+    lines = await lines_of(conn, cart.id, lines_table(cart), cart.settled_at_ms or 0)
     payer = await payer_of(conn, cart)
     return Receipt(
         cart_number=cart.cart_number or "",
@@ -248,8 +270,14 @@ async def receipt_of(conn: AsyncConnection, cart: Row[Any]) -> Receipt:
         timezone=event.timezone,
         card_brand=cart.card_brand or "",
         card_last4=cart.card_last4 or "",
-        payment_status="paid" if cart.status == "paid" else "deferred",
+        payment_status=_payment_status(cart.status),
     )
+
+
+def _payment_status(cart_status: str) -> str:
+    if cart_status == "paid" or cart_status in ORDERED:
+        return cart_status
+    return "deferred"
 
 
 async def reprint(engine: AsyncEngine, cart_number: str, owner_number: str) -> Receipt:

@@ -154,6 +154,31 @@ async def stats(request: web.Request) -> web.StreamResponse:
     return reply(events.event_stats(view, gw.store.clock.now_ms()).as_json())
 
 
+@routes.post(ADMIN_PREFIX + "/events/{event_id}/allocation")
+@_guarded
+async def allocate(request: web.Request) -> web.StreamResponse:
+    """Run a "requests" event's allocation: every pending booking reserved or cancelled
+    with its reason, each family emailed. Again: decides only what was ordered since.
+    409 ``not_a_requests_event`` for an event sold first come, first served."""
+    gw = gateway_of(request)
+    token = gw.settings.service_token
+    if gw.cart is None or token is None:
+        raise ApiError(503, "unavailable", detail="no cart service configured")
+    done = await call_cart(
+        gw,
+        "Allocate",
+        cart_pb2.AllocateRequest(event_id=request.match_info["event_id"], run_by=_who(request)),
+        bearer_metadata(token.get_secret_value()),
+    )
+    return reply(
+        {
+            "reserved": done.reserved,
+            "cancelled": dict(sorted(done.cancelled.items())),
+            "orders": done.orders,
+        }
+    )
+
+
 @routes.post(ADMIN_PREFIX + "/events/{event_id}/registrations/{registration_id}/cancel")
 @_guarded
 async def cancel_registration(request: web.Request) -> web.StreamResponse:

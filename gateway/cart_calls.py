@@ -31,6 +31,9 @@ def as_json(message: Message) -> dict[str, Any]:
     )
 
 
+ALLOCATION_DEADLINE_S = 120.0
+
+
 async def call_cart(gw: Gateway, method: str, request: Message, metadata: Any) -> Any:
     """One call to the cart service; its refusals become JSON errors with their code."""
     if gw.cart is None:
@@ -38,6 +41,8 @@ async def call_cart(gw: Gateway, method: str, request: Message, metadata: Any) -
     timeout = gw.settings.grpc_deadline_s
     if method == "Checkout":  # the provider's time (and a wait for a slot) on top
         timeout += gw.settings.provider_timeout_s * 2 + gw.settings.grpc_deadline_s
+    elif method == "Allocate":  # a whole event's pending bookings, in one transaction
+        timeout = max(timeout, ALLOCATION_DEADLINE_S)
     try:
         return await getattr(gw.cart, method)(request, timeout=timeout, metadata=metadata)
     except grpc.aio.AioRpcError as exc:

@@ -164,6 +164,11 @@ FR: dict[str, str] = {
     "field.cvv": "Code de sécurité (3 chiffres)",
     "pay.submit": "Payer {total}",
     "pay.confirm": "Confirmer l'inscription",
+    "pay.order": "Valider la commande",
+    "pay.requests": "Une fois la commande validée, vous ne pouvez plus annuler vos"
+    " sélections. Elle restera « En attente » jusqu'à l'attribution des places par"
+    " l'équipe ; vous recevrez alors le résultat de chaque réservation par courriel. Rien"
+    " n'est payé maintenant.",
     "pay.deferred": "Aucun paiement n'est exigé maintenant : le montant dû sera indiqué sur"
     " le reçu.",
     "pay.declined": "Paiement refusé ({reason}). Votre panier est intact : vérifiez la carte"
@@ -181,6 +186,29 @@ FR: dict[str, str] = {
     "receipt.due": "Montant dû",
     "receipt.print": "Imprimer",
     "receipt.email": "Une confirmation a été envoyée par courriel.",
+    "receipt.ordered": "Commande enregistrée — En attente",
+    "receipt.allocated": "Résultat de l'attribution des places",
+    "receipt.order_pending": "Tant que votre réservation est « En attente », la place de"
+    " votre enfant n'est pas confirmée. Rien n'est payé à cette étape : le résultat vous"
+    " sera envoyé par courriel après l'attribution des places.",
+    "receipt.modules": "{count}m",
+    "col.booking": "Statut",
+    "booking.pending": "En attente",
+    "booking.reserved": "Réservé",
+    "booking.cancelled": "Annulé",
+    "reason.wrong_class_level": "erreur de classe",
+    "reason.too_young": "âge non accepté",
+    "reason.too_old": "âge non accepté",
+    "reason.duplicate": "doublon",
+    "reason.full": "plus de place",
+    "reason.account_not_validated": "compte non validé",
+    "reason.cancelled_by_staff": "annulé par l'équipe",
+    "err.already_ordered": "Déjà commandé pour cet enfant : la commande est en attente ou"
+    " réservée.",
+    "err.not_your_phase": "Votre phase de réservation n'est pas encore ouverte : elle"
+    " ouvre le {detail}.",
+    "err.no_phase_left": "Aucune phase de réservation ouverte ou à venir n'est prévue pour"
+    " votre famille ou pour cet enfant. Communiquez avec l'équipe.",
     "reprint.title": "Réimprimer un reçu",
     "field.cart_number": "Numéro de panier",
     "field.owner_number": "Numéro du propriétaire du panier",
@@ -397,6 +425,10 @@ EN: dict[str, str] = {
     "field.cvv": "Security code (3 digits)",
     "pay.submit": "Pay {total}",
     "pay.confirm": "Confirm the registration",
+    "pay.order": "Place the order",
+    "pay.requests": "Once the order is placed, you can no longer cancel your choices. It"
+    ' stays "Pending" until the team allocates the places; you will then receive the'
+    " result of each booking by email. Nothing is paid now.",
     "pay.deferred": "No payment is required now: the amount due will be on the receipt.",
     "pay.declined": "Payment declined ({reason}). Your cart is intact: check the card or try"
     " another one.",
@@ -413,6 +445,27 @@ EN: dict[str, str] = {
     "receipt.due": "Amount due",
     "receipt.print": "Print",
     "receipt.email": "A confirmation was sent by email.",
+    "receipt.ordered": "Order recorded — Pending",
+    "receipt.allocated": "Result of the allocation of places",
+    "receipt.order_pending": 'While your booking is "Pending", your child\'s place is not'
+    " confirmed. Nothing is paid at this stage: the result will be emailed to you once"
+    " places are allocated.",
+    "receipt.modules": "{count}m",
+    "col.booking": "Status",
+    "booking.pending": "Pending",
+    "booking.reserved": "Reserved",
+    "booking.cancelled": "Cancelled",
+    "reason.wrong_class_level": "wrong class level",
+    "reason.too_young": "age not accepted",
+    "reason.too_old": "age not accepted",
+    "reason.duplicate": "duplicate",
+    "reason.full": "no place left",
+    "reason.account_not_validated": "account not validated",
+    "reason.cancelled_by_staff": "cancelled by the team",
+    "err.already_ordered": "Already ordered for this child: the order is pending or reserved.",
+    "err.not_your_phase": "Your booking phase is not open yet: it opens {detail}.",
+    "err.no_phase_left": "No booking phase open or to come is for your family or for this"
+    " child. Please contact the team.",
     "reprint.title": "Reprint a receipt",
     "field.cart_number": "Cart number",
     "field.owner_number": "Cart owner number",

@@ -169,7 +169,7 @@ async def get_cart(request: web.Request) -> web.Response:
     a paid checkout does: its slot goes to the next parent."""
     gw, admission, meta = await _admitted(request)
     cart = await call_cart(gw, "GetCart", pb.GetCartRequest(), meta)
-    if cart.status in ("paid", "confirmed"):
+    if cart.status in ("paid", "confirmed", "ordered", "allocated"):
         await _end_session(gw, admission)
     return reply(as_json(cart))
 
@@ -256,9 +256,10 @@ async def conditions(request: web.Request) -> web.Response:
 
 @json_errors
 async def checkout(request: web.Request) -> web.Response:
-    """Pay (or confirm, when the event defers payment). The ``Idempotency-Key`` header is
-    required: the page makes one per payment attempt, so a double click charges once.
-    Once paid or confirmed, the admitted session ends and its slot goes to the next."""
+    """Pay (or confirm, when the event defers payment; or order, "En attente", when the
+    event takes requests). The ``Idempotency-Key`` header is required: the page makes
+    one per payment attempt, so a double click charges once. Once paid, confirmed or
+    ordered, the admitted session ends and its slot goes to the next."""
     gw, admission, meta = await _admitted(request)
     key = request.headers.get("Idempotency-Key", "").strip()
     if not 8 <= len(key) <= 100:
@@ -277,7 +278,7 @@ async def checkout(request: web.Request) -> web.Response:
         card_token=body.card_token or "",
     )
     result = await call_cart(gw, "Checkout", message, meta)
-    if result.outcome in ("paid", "confirmed"):
+    if result.outcome in ("paid", "confirmed", "ordered"):
         await _end_session(gw, admission)
     status = 202 if result.outcome == "pending" else 200
     return reply(as_json(result), status=status)

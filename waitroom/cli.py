@@ -6,7 +6,8 @@ waitroom draw-record EVENT [--redis-url URL]       print the publishable draw re
 waitroom draw-order --seed HEX --event ID --prequeue P   print line -> arrival
 waitroom keygen                                    print fresh secrets as WAITROOM_* lines
 waitroom run                                       the whole stack on this machine (make run)
-waitroom import catalogue|families FILE [--event ID]   the season's data in (CSV), with a report
+waitroom import catalogue|families|phases FILE [--event ID]   the season's data in (CSV), a report
+waitroom allocate --event ID                       a requests event's allocation (P'tit Victor)
 waitroom export registrations|rosters|waiting-lists|payments|releve24 --event ID   data out (CSV)
 """
 
@@ -143,8 +144,8 @@ def main(argv: list[str] | None = None) -> None:
 
     add_commands(sub)
     args = parser.parse_args(argv)
-    if args.command == "import" and args.kind == "catalogue" and not args.event:
-        parser.error("import catalogue needs --event")
+    if args.command == "import" and args.kind in ("catalogue", "phases") and not args.event:
+        parser.error(f"import {args.kind} needs --event")
     sys.exit(args.func(args))
 
 

@@ -37,6 +37,7 @@ RUN_DIR = Path(".run")
 # in one new call of a method per turn of the loop and per port (docs/operations.md).
 CART_LISTENERS = 4
 DEMO_EVENT = "demo"
+REQUESTS_DEMO_EVENT = "victor"  # P'tit Victor's way: orders, then an allocation
 SERVICES = ("queue_service", "payment_adapter")  # and the cart service's replicas
 
 
@@ -89,7 +90,7 @@ def private_env() -> dict[str, str]:
     }
 
 
-def _load_demo_catalogue(database_url: str, event_id: str) -> None:
+def _load_demo_catalogue(database_url: str, event_id: str, *extra: str) -> None:
     """The demo catalogue and families under ``event_id`` (once per event), loaded by the
     cart service's own entry point (``python -m cart_service.demo``)."""
     subprocess.run(
@@ -101,6 +102,7 @@ def _load_demo_catalogue(database_url: str, event_id: str) -> None:
             database_url,
             "--event",
             event_id,
+            *extra,
         ],
         check=True,
     )
@@ -124,8 +126,31 @@ def http_request(
         return 0, b""
 
 
-def demo_schedule(now: datetime) -> dict[str, object]:
-    """Waiting room open now, draw in two minutes, closes in three hours."""
+# P'tit Victor's conditions: an order is not a place, and is not paid when placed.
+REQUESTS_CONDITIONS = {
+    "fr": "Une commande validée ne peut plus être annulée. Elle reste « En attente » jusqu'à"
+    " l'attribution des places par l'équipe ; chaque réservation devient alors « Réservé »"
+    " ou « Annulé ». Un seul enfant par commande : en cas d'incohérence, l'ensemble des"
+    " réservations peut être rejeté.\n\nSeuls les comptes validés par l'équipe peuvent"
+    " réserver. La semaine proposée est la semaine type : elle vaut pour toute l'année.",
+    "en": 'An order once placed cannot be cancelled. It stays "Pending" until the team'
+    ' allocates the places; each booking then becomes "Reserved" or "Cancelled". One'
+    " child per order: an inconsistent order may see all its bookings rejected.\n\nOnly"
+    " accounts validated by the team can book. The week shown is the model week: it"
+    " stands for the whole year.",
+}
+
+
+def demo_schedule(now: datetime, requests: bool = False) -> dict[str, object]:
+    """Waiting room open now, draw in two minutes, closes in three hours. ``requests``:
+    P'tit Victor's conditions (orders, then an allocation)."""
+    schedule = _city_schedule(now)
+    if requests:
+        schedule["conditions"] = REQUESTS_CONDITIONS
+    return schedule
+
+
+def _city_schedule(now: datetime) -> dict[str, object]:
     return {
         "waiting_room_opens_at": now.isoformat(),
         "opens_at": (now + timedelta(minutes=2)).isoformat(),
@@ -308,6 +333,32 @@ class LocalStack:
             self.redis_server.stop()
 
 
+def _start_demos(base: str, admin: str, env: dict[str, str]) -> None:
+    """The two demo events: the city's night (first come, first served) and P'tit
+    Victor's (orders "En attente", then an allocation), each with its catalogue."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    token = env["WAITROOM_ADMIN_TOKEN"]
+    for wanted, extra, what in (
+        (DEMO_EVENT, (), "first come, first served"),
+        (REQUESTS_DEMO_EVENT, ("--requests",), "orders, then an allocation"),
+    ):
+        url = f"{admin}/admin/v1/events/"
+        schedule = demo_schedule(now, requests=bool(extra))
+        status, body = http_request("PUT", url + wanted, token, schedule)
+        event_id = wanted
+        if status == 422:  # the demo of an earlier run has drawn: start a new one
+            event_id = f"{wanted}-{int(now.timestamp())}"
+            status, body = http_request("PUT", url + event_id, token, schedule)
+        if status not in (200, 201):
+            print(f"demo event not created: {status} {body.decode(errors='replace')}")
+            continue
+        _load_demo_catalogue(env["WAITROOM_DATABASE_URL"], event_id, *extra)
+        print(f"demo event ({what}): {base}/api/v1/events/{event_id} (draw in 2 minutes)")
+        print(f"waiting room page: {base}/events/{event_id}/  (receipts: {base}/receipts/)")
+        if extra:
+            print(f"its allocation: POST {admin}/admin/v1/events/{event_id}/allocation")
+
+
 def run_stack(gateways: int = 1, demo: bool = True) -> int:
     RUN_DIR.mkdir(exist_ok=True)
     env = {**os.environ, **_secrets_env(RUN_DIR)}
@@ -335,29 +386,7 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
             print("a service exited during start-up; see its log above", file=sys.stderr)
             return 1
         if demo and not stopping:
-            now = datetime.now(UTC).replace(microsecond=0)
-            status, body = http_request(
-                "PUT",
-                f"{admin}/admin/v1/events/{DEMO_EVENT}",
-                env["WAITROOM_ADMIN_TOKEN"],
-                demo_schedule(now),
-            )
-            if status == 422:  # the demo of an earlier run has drawn: start a new one
-                demo_id = f"{DEMO_EVENT}-{int(now.timestamp())}"
-                status, body = http_request(
-                    "PUT",
-                    f"{admin}/admin/v1/events/{demo_id}",
-                    env["WAITROOM_ADMIN_TOKEN"],
-                    demo_schedule(now),
-                )
-            else:
-                demo_id = DEMO_EVENT
-            if status not in (200, 201):
-                print(f"demo event not created: {status} {body.decode(errors='replace')}")
-            else:
-                _load_demo_catalogue(env["WAITROOM_DATABASE_URL"], demo_id)
-                print(f"demo event: {base}/api/v1/events/{demo_id} (draw in 2 minutes)")
-                print(f"waiting room page: {base}/events/{demo_id}/  (receipts: {base}/receipts/)")
+            _start_demos(base, admin, env)
         if not stopping:
             print(f"admin token: {env['WAITROOM_ADMIN_TOKEN']}")
             print(f"admin: {admin}", flush=True)

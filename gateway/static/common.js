@@ -14,7 +14,10 @@ const WR = (() => {
     for (const [name, value] of Object.entries(vars || {})) text = text.split("{" + name + "}").join(String(value));
     return text;
   }
+  const dayFmt = new Intl.DateTimeFormat(locale, { dateStyle: "long", timeStyle: "short" });
   function errorText(code, detail) {
+    // A moment (a phase's opening) is shown as a date and time, not as ISO text.
+    if (/^\d{4}-\d{2}-\d{2}T/.test(detail || "")) detail = dayFmt.format(new Date(detail));
     return M["err." + code] !== undefined ? t("err." + code, { detail: detail || "" }) : t("err.generic", { code });
   }
   function duration(ms) {

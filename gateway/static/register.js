@@ -37,27 +37,37 @@
 
   /* -- the receipt (also the reprint page) ------------------------------------------ */
   function renderReceipt(r, target) {
+    // An order of a "requests" event: each booking "En attente", then "Réservé" or
+    // "Annulé" (with why) once the team has allocated the places.
+    const order = r.payment_status === "ordered" || r.payment_status === "allocated";
     const lines = el("tbody");
     for (const line of r.lines) {
       lines.append(el("tr", {},
         el("td", { text: line.participant_name }),
         el("td", { text: line.activity.title }),
         el("td", { text: line.activity.starts_on + " – " + line.activity.ends_on }),
-        el("td", { text: money(line.price_cents) })));
+        el("td", { text: money(line.price_cents) }),
+        order ? el("td", { class: "booking-" + line.status,
+          text: t("booking." + line.status) + (line.reason ? " — " + t("reason." + line.reason) : "") }) : null));
     }
     const deferred = r.payment_status === "deferred";
+    const title = order ? t("receipt." + r.payment_status) : deferred ? t("receipt.confirmed") : t("receipt.title");
+    const amounts = order
+      ? el("p", { text: r.payment_status === "ordered" ? t("receipt.order_pending") : t("receipt.due") + " : " + money(r.amount_due_cents) })
+      : deferred ? el("p", { text: t("receipt.due") + " : " + money(r.amount_due_cents) })
+        : el("p", { text: t("receipt.paid") + " : " + money(r.paid_cents) + " (" + r.card_brand + " ****" + r.card_last4 + ")" });
     target.replaceChildren(
-      el("h2", { text: deferred ? t("receipt.confirmed") : t("receipt.title") }),
+      el("h2", { text: title }),
       el("p", {}, t("receipt.cart_number") + " : ", el("strong", { id: "receipt-cart-number", text: r.cart_number })),
       el("p", {}, t("receipt.owner_number") + " : ", el("strong", { id: "receipt-owner-number", text: r.owner_number })),
       el("p", { class: "muted", text: t("receipt.keep") }),
       el("p", { text: t("receipt.payer") + " : " + r.payer_name + " — " + r.issued_at }),
       el("table", {}, el("thead", {}, el("tr", {},
         el("th", { text: t("search.participant") }), el("th", { text: t("col.activity") }),
-        el("th", { text: t("col.dates") }), el("th", { text: t("col.price") }))), lines),
-      el("p", { text: t("receipt.total") + " : " + money(r.total_cents) }),
-      deferred ? el("p", { text: t("receipt.due") + " : " + money(r.amount_due_cents) })
-        : el("p", { text: t("receipt.paid") + " : " + money(r.paid_cents) + " (" + r.card_brand + " ****" + r.card_last4 + ")" }),
+        el("th", { text: t("col.dates") }), el("th", { text: t("col.price") }),
+        order ? el("th", { text: t("col.booking") }) : null)), lines),
+      el("p", { text: t("receipt.total") + " : " + money(r.total_cents) + (order ? " — " + t("receipt.modules", { count: r.lines.length }) : "") }),
+      amounts,
       el("p", { class: "muted", text: t("receipt.email") }),
       el("button", { type: "button", onclick: () => window.print(), text: t("receipt.print") }));
   }
@@ -140,10 +150,12 @@
     renderItems();
     renderWaiting();
     renderHold();
-    $("pay-deferred").hidden = !cart.payment_deferred;
+    $("pay-deferred").hidden = !cart.payment_deferred || cart.takes_requests;
+    $("pay-requests").hidden = !cart.takes_requests;
     $("card-fields").hidden = cart.payment_deferred;
     loadCardFrame();
-    $("pay-button").textContent = cart.payment_deferred ? t("pay.confirm") : t("pay.submit", { total: money(cart.total_cents) });
+    $("pay-button").textContent = cart.takes_requests ? t("pay.order")
+      : cart.payment_deferred ? t("pay.confirm") : t("pay.submit", { total: money(cart.total_cents) });
     $("extend").disabled = cart.extension_used || !cart.items.length;
     $("extend").textContent = cart.extension_used ? t("reg.extended") : t("reg.extend");
   }
@@ -342,7 +354,7 @@
       return;
     }
     const result = reply.data;
-    if (result.outcome === "paid" || result.outcome === "confirmed") {
+    if (result.outcome === "paid" || result.outcome === "confirmed" || result.outcome === "ordered") {
       sessionStorage.removeItem(payKey);
       sessionStorage.setItem(receiptKey, JSON.stringify(result.receipt));
       cardToken = "";

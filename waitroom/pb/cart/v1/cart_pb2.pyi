@@ -26,6 +26,78 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class AllocateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    RUN_BY_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    run_by: _builtins.str
+    """the operator, for the record"""
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        run_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "run_by", b"run_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AllocateRequest: _TypeAlias = AllocateRequest  # noqa: Y015
+
+@_typing.final
+class AllocateReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class CancelledEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    RESERVED_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    ORDERS_FIELD_NUMBER: _builtins.int
+    reserved: _builtins.int
+    orders: _builtins.int
+    """orders whose families were told"""
+    @_builtins.property
+    def cancelled(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """by reason"""
+
+    def __init__(
+        self,
+        *,
+        reserved: _builtins.int = ...,
+        cancelled: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        orders: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "orders", b"orders", "reserved", b"reserved"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AllocateReply: _TypeAlias = AllocateReply  # noqa: Y015
+
+@_typing.final
 class CancelRegistrationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -459,6 +531,7 @@ class Cart(_message.Message):
     WAITING_FIELD_NUMBER: _builtins.int
     ONE_CHILD_PER_ORDER_FIELD_NUMBER: _builtins.int
     MODULES_FIELD_NUMBER: _builtins.int
+    TAKES_REQUESTS_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     status: _builtins.str
     """"open" | "expired" (the hold ran out: its seats went back to everyone) |
@@ -484,6 +557,10 @@ class Cart(_message.Message):
     one_child_per_order: _builtins.bool
     """P'tit Victor: one child per order; the cart counts its modules ("1m" a booking)."""
     modules: _builtins.int
+    takes_requests: _builtins.bool
+    """The event takes requests (P'tit Victor): checkout records an order "En attente"
+    (nothing charged); the allocation later gives the places.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CartItem]: ...
     @_builtins.property
@@ -520,10 +597,11 @@ class Cart(_message.Message):
         waiting: _abc.Iterable[Global___WaitingEntry] | None = ...,
         one_child_per_order: _builtins.bool = ...,
         modules: _builtins.int = ...,
+        takes_requests: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["payer", b"payer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cart_number", b"cart_number", "client_number", b"client_number", "conditions_accepted", b"conditions_accepted", "currency", b"currency", "event_id", b"event_id", "extension_used", b"extension_used", "family_validated", b"family_validated", "hold_expires_at", b"hold_expires_at", "items", b"items", "locked_until", b"locked_until", "members", b"members", "modules", b"modules", "one_child_per_order", b"one_child_per_order", "payer", b"payer", "payment_deferred", b"payment_deferred", "released", b"released", "status", b"status", "total_cents", b"total_cents", "waiting", b"waiting"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cart_number", b"cart_number", "client_number", b"client_number", "conditions_accepted", b"conditions_accepted", "currency", b"currency", "event_id", b"event_id", "extension_used", b"extension_used", "family_validated", b"family_validated", "hold_expires_at", b"hold_expires_at", "items", b"items", "locked_until", b"locked_until", "members", b"members", "modules", b"modules", "one_child_per_order", b"one_child_per_order", "payer", b"payer", "payment_deferred", b"payment_deferred", "released", b"released", "status", b"status", "takes_requests", b"takes_requests", "total_cents", b"total_cents", "waiting", b"waiting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -874,9 +952,16 @@ class ReceiptLine(_message.Message):
     PARTICIPANT_NAME_FIELD_NUMBER: _builtins.int
     ACTIVITY_FIELD_NUMBER: _builtins.int
     PRICE_CENTS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     participant: _builtins.str
     participant_name: _builtins.str
     price_cents: _builtins.int
+    status: _builtins.str
+    """A "requests" event's booking: "pending" | "reserved" | "cancelled" ("" otherwise),
+    and why it was cancelled.
+    """
+    reason: _builtins.str
     @_builtins.property
     def activity(self) -> Global___Activity: ...
     def __init__(
@@ -886,10 +971,12 @@ class ReceiptLine(_message.Message):
         participant_name: _builtins.str = ...,
         activity: Global___Activity | None = ...,
         price_cents: _builtins.int = ...,
+        status: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "participant", b"participant", "participant_name", b"participant_name", "price_cents", b"price_cents"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "participant", b"participant", "participant_name", b"participant_name", "price_cents", b"price_cents", "reason", b"reason", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -119,6 +119,11 @@ class CartServiceStub:
                 request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CancelRegistrationRequest.SerializeToString,
                 response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CancelRegistrationReply.FromString,
                 _registered_method=True)
+        self.Allocate = channel.unary_unary(
+                '/waitroom.cart.v1.CartService/Allocate',
+                request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.AllocateRequest.SerializeToString,
+                response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.AllocateReply.FromString,
+                _registered_method=True)
 
 
 class CartServiceServicer:
@@ -242,6 +247,15 @@ class CartServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Allocate(self, request, context):
+        """Service credential only. A "requests" event's allocation (P'tit Victor): every
+        pending booking reserved or cancelled with its reason, each family emailed its
+        result. Again: decides only what was ordered since.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CartServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -329,6 +343,11 @@ def add_CartServiceServicer_to_server(servicer, server):
                     servicer.CancelRegistration,
                     request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CancelRegistrationRequest.FromString,
                     response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CancelRegistrationReply.SerializeToString,
+            ),
+            'Allocate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Allocate,
+                    request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.AllocateRequest.FromString,
+                    response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.AllocateReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -790,6 +809,33 @@ class CartService:
             '/waitroom.cart.v1.CartService/CancelRegistration',
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CancelRegistrationRequest.SerializeToString,
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CancelRegistrationReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Allocate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waitroom.cart.v1.CartService/Allocate',
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.AllocateRequest.SerializeToString,
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.AllocateReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,11 @@ class CartServiceStub:
     API calls): its seat frees, what was paid for it is refunded once, the family is
     emailed. Again: the same cancellation (its refund tried again while unknown).
     """
+    Allocate: _grpc.UnaryUnaryMultiCallable[_cart_pb2.AllocateRequest, _cart_pb2.AllocateReply]
+    """Service credential only. A "requests" event's allocation (P'tit Victor): every
+    pending booking reserved or cancelled with its reason, each family emailed its
+    result. Again: decides only what was ordered since.
+    """
 
 @_typing.type_check_only
 class CartServiceAsyncStub(CartServiceStub):
@@ -115,6 +120,11 @@ class CartServiceAsyncStub(CartServiceStub):
     """The staff cancel a registration (the services' own credential only; the operator
     API calls): its seat frees, what was paid for it is refunded once, the family is
     emailed. Again: the same cancellation (its refund tried again while unknown).
+    """
+    Allocate: _aio.UnaryUnaryMultiCallable[_cart_pb2.AllocateRequest, _cart_pb2.AllocateReply]  # type: ignore[assignment]
+    """Service credential only. A "requests" event's allocation (P'tit Victor): every
+    pending booking reserved or cancelled with its reason, each family emailed its
+    result. Again: decides only what was ordered since.
     """
 
 class CartServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -255,6 +265,17 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
         """The staff cancel a registration (the services' own credential only; the operator
         API calls): its seat frees, what was paid for it is refunded once, the family is
         emailed. Again: the same cancellation (its refund tried again while unknown).
+        """
+
+    @_abc_1.abstractmethod
+    def Allocate(
+        self,
+        request: _cart_pb2.AllocateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cart_pb2.AllocateReply, _abc.Awaitable[_cart_pb2.AllocateReply]]:
+        """Service credential only. A "requests" event's allocation (P'tit Victor): every
+        pending booking reserved or cancelled with its reason, each family emailed its
+        result. Again: decides only what was ordered since.
         """
 
 def add_CartServiceServicer_to_server(servicer: CartServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
