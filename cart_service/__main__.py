@@ -11,7 +11,7 @@ import time
 import uvloop
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cart_service import holds, seats, settlement
+from cart_service import holds, offers, seats, settlement
 from cart_service.desk import Desk
 from cart_service.ledger import create_schema
 from cart_service.mail import Outbox
@@ -97,6 +97,16 @@ async def serve(
             now_ms = _now_ms()
             # Seat gauges once per interval, not after every confirmation (wake).
             if now_ms - last_pass_ms >= settings.settle_interval_s * 1000:
+                # Freed seats go to the waiting lists first (Québec FAQ 6).
+                offered = await offers.call_back(
+                    engine,
+                    now_ms,
+                    settings.waiting_offer_s * 1000,
+                    settings.mail_from,
+                    desk.public_url,
+                )
+                if offered:
+                    wake.set()  # their emails go at the next pass, at once
                 await holds.count_expired(engine, last_pass_ms, now_ms)
                 last_pass_ms = now_ms
                 await _publish_seats(engine, now_ms)

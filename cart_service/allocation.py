@@ -28,7 +28,8 @@ from cart_service import families as family_records
 from cart_service.holds import ineligible
 from cart_service.ledger import activities, bookings, carts, families, members, registrations
 from cart_service.mail import Confirmation, queue_confirmation
-from cart_service.orders import phases_of, reserved_counts
+from cart_service.orders import reserved_counts
+from cart_service.phases import phases_of
 from cart_service.seats import lock_activities
 from cart_service.snapshots import event_row, receipt_of
 from waitroom.db import writing

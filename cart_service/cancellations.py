@@ -21,11 +21,9 @@ from cart_service.ledger import (
     bookings,
     cancellations,
     carts,
-    families,
     members,
     outbox,
     registrations,
-    waiting_list,
 )
 from cart_service.mail import render
 from cart_service.payment_port import PaymentUnreachable
@@ -67,8 +65,8 @@ async def cancel_registration(
                 await _queue_email(
                     conn, moved, reason.strip(), done.refund_status or "", desk.clock_ms()
                 )
-            if moved is not None:  # the place freed: the waiting list is called
-                await _call_waiting_list(desk, conn, event_id, moved, desk.clock_ms())
+    if moved is not None:  # the place freed: offered to the waiting list's next family
+        desk.on_confirmed()
     return Cancellation(
         registration_id, done.activity_id, done.participant, done.price_cents,
         done.refund_status or "",
@@ -152,53 +150,6 @@ async def _refund(desk: Desk, done: _Row) -> str:
         return await desk.payments.refund(done.refund_key, done.payment_key, done.price_cents)
     except PaymentUnreachable:
         return "unknown"  # tried again by the next cancel call of this registration
-
-
-async def _call_waiting_list(
-    desk: Desk, conn: AsyncConnection, event_id: str, freed: Row[Any], now: int
-) -> None:
-    """Québec FAQ 6, "on vous avisera si une place se libère": the first family on the
-    activity's list not told yet gets an email (once per entry). The place is not held
-    for it: whoever registers first takes it."""
-    entry = (
-        await conn.execute(
-            select(waiting_list.c.id, members.c.first_name, members.c.last_name, families.c.email)
-            .join(members, members.c.id == waiting_list.c.participant)
-            .join(families, families.c.client_number == waiting_list.c.client_number)
-            .where(
-                waiting_list.c.activity_id == freed.activity_id,
-                waiting_list.c.notified_at_ms.is_(None),
-            )
-            .order_by(waiting_list.c.id)
-            .limit(1)
-        )
-    ).one_or_none()
-    if entry is None:
-        return
-    await conn.execute(
-        update(waiting_list).where(waiting_list.c.id == entry.id).values(notified_at_ms=now)
-    )
-    if not entry.email:
-        return
-    activity = (
-        await conn.execute(select(activities).where(activities.c.id == freed.activity_id))
-    ).one()
-    body = render(
-        "place_freed.txt.j2",
-        participant=f"{entry.first_name} {entry.last_name}",
-        activity=activity,
-        link=f"{desk.public_url}/events/{event_id}/",
-    )
-    await conn.execute(
-        insert(outbox).values(
-            cart_id=freed.cart_id,  # the cart whose cancellation freed the place
-            recipient=entry.email,
-            subject=f"Une place s'est libérée / A place is free — {activity.title}",
-            body=body,
-            created_at_ms=now,
-            attempts=0,
-        )
-    )
 
 
 async def _queue_email(

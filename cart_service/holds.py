@@ -189,7 +189,7 @@ async def join_waiting_list(
         )
         if refusal is not None:
             raise Refused(refusal[0], "participant", detail=refusal[1])
-        if found.taken < found.activity.capacity:
+        if not found.full:
             raise Refused("places_left", "activity_id")
         entry = await _waiting_entry(conn, activity_id, member.id)
         if entry is None:
@@ -278,6 +278,6 @@ def _outcome(
         return Outcome(activity_id, "held")
     if found.holder is not None:
         return Outcome(activity_id, "refused", "already_in_another_cart")
-    if found.taken >= found.activity.capacity:
+    if found.full:
         return Outcome(activity_id, "full")
     return Outcome(activity_id, "held")

@@ -228,9 +228,29 @@ waiting_list = Table(
     Column("participant", String(32), ForeignKey("members.id"), nullable=False),
     Column("client_number", String(32), ForeignKey("families.client_number"), nullable=False),
     Column("joined_at_ms", BigInteger, nullable=False),
-    # When the family was told a place had freed (Québec FAQ 6); each entry is told once.
-    Column("notified_at_ms", BigInteger, nullable=True),
     UniqueConstraint("activity_id", "participant"),
+)
+
+# Québec FAQ 6, "on vous avisera si une place se libère": a freed seat is offered to the
+# first family on the activity's waiting list (its entry moves here). An open offer holds
+# the seat until it expires; taken, the seat moves to the family's cart; lapsed, the seat
+# is offered to the next family.
+offers = Table(
+    "offers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), ForeignKey("registration_events.id"), nullable=False),
+    Column("activity_id", String(64), ForeignKey("activities.id"), nullable=False),
+    Column("participant", String(32), ForeignKey("members.id"), nullable=False),
+    Column("client_number", String(32), ForeignKey("families.client_number"), nullable=False),
+    Column("joined_at_ms", BigInteger, nullable=False),  # on the waiting list since
+    # SHA-256 of the link's secret (the link itself is only in the email).
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("offered_at_ms", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # open | taken | lapsed
+    Column("cart_id", String(100), nullable=True),  # the cart it went to, once taken
+    Index("ix_offers_activity_status", "activity_id", "status"),
 )
 
 # Confirmation emails, written in the transaction that confirms the registrations and
@@ -239,7 +259,8 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("cart_id", String(100), ForeignKey("carts.id"), nullable=False),
+    # The cart the email is about (none for a waiting list's offer).
+    Column("cart_id", String(100), ForeignKey("carts.id"), nullable=True),
     Column("recipient", String(254), nullable=False),
     Column("subject", String(300), nullable=False),
     Column("body", Text, nullable=False),

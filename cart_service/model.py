@@ -98,6 +98,9 @@ class CartSnapshot:
     one_child_per_order: bool = False
     # A "requests" event: checkout orders ("En attente"); nothing is charged then.
     takes_requests: bool = False
+    # A "requests" event with phases, its family identified and outside every phase
+    # open now for it: when its next one opens (0: none is to come). None otherwise.
+    phase_opens_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,8 @@ class WaitingPlace:
     activity_title: str
     participant: str
     participant_name: str
-    position: int
+    position: int  # 0: a seat is offered to them, until ``offered_until_ms``
+    offered_until_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

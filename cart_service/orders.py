@@ -1,21 +1,17 @@
-"""P'tit Victor's "requests" events: phases, and orders "En attente".
+"""P'tit Victor's "requests" events: orders "En attente".
 
 In such an event a family orders instead of buying: checkout records the cart's lines as
 bookings, pending (the order's "En attente"), and holds no seat. The allocation
 (``allocation``) later makes each booking reserved or cancelled.
 
-Who may order when is the event's phases: each has a window and the families it is
-for ("priority": the association's members and pre-registered families; "new": the
-other families; "everyone"), and may be for some class levels only (new families
-invited by class level). A family orders in the first open phase it is eligible for;
-the phase's rank is the booking's priority in the allocation, the moment of the order
-its place in line.
+A family orders in the first open phase (``phases``) it is eligible for; the phase's
+rank is the booking's priority in the allocation, the moment of the order its place in
+line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, delete, func, insert, select, update
@@ -27,77 +23,17 @@ from cart_service.ledger import (
     bookings,
     cart_items,
     carts,
-    families,
     members,
-    phases,
     registrations,
 )
 from cart_service.mail import Confirmation, queue_confirmation
 from cart_service.model import Receipt
+from cart_service.phases import phases_of, priority_family
 from cart_service.snapshots import event_row, new_cart_number, new_owner_number, receipt_of
 from waitroom.schedule import iso_at
 from waitroom.validation import Refused
 
-PHASE_FAMILIES = ("priority", "new", "everyone")
 OPEN = ("pending", "reserved")  # a booking that stands (a cancelled one may be ordered again)
-
-
-@dataclass(frozen=True, slots=True)
-class Phase:
-    rank: int
-    name: str
-    opens_at_ms: int
-    closes_at_ms: int
-    families: str  # priority | new | everyone
-    class_min: int | None = None
-    class_max: int | None = None
-
-    def admits(self, priority: bool, class_level: int | None) -> bool:
-        """Whether a child of this class level, of a priority family or not, orders here."""
-        if self.families == "priority" and not priority:
-            return False
-        if self.families == "new" and priority:
-            return False
-        if self.class_min is None and self.class_max is None:
-            return True
-        low = self.class_min if self.class_min is not None else 0
-        high = self.class_max if self.class_max is not None else 12
-        return class_level is not None and low <= class_level <= high
-
-    def open_at(self, now_ms: int) -> bool:
-        return self.opens_at_ms <= now_ms < self.closes_at_ms
-
-
-def phase_of(row: Any) -> Phase:
-    return Phase(
-        int(row.rank),
-        row.name,
-        int(row.opens_at_ms),
-        int(row.closes_at_ms),
-        row.families,
-        row.class_min,
-        row.class_max,
-    )
-
-
-async def phases_of(conn: AsyncConnection, event_id: str) -> list[Phase]:
-    """The event's phases in rank order (none: anyone validated orders at any time)."""
-    rows = await conn.execute(
-        select(phases).where(phases.c.event_id == event_id).order_by(phases.c.rank)
-    )
-    return [phase_of(row) for row in rows.all()]
-
-
-async def priority_family(conn: AsyncConnection, client_number: str) -> bool:
-    """A member of the past season, or a family that pre-registered a child."""
-    row = (
-        await conn.execute(
-            select(families.c.member, families.c.preregistered).where(
-                families.c.client_number == client_number
-            )
-        )
-    ).one_or_none()
-    return row is not None and bool(row.member or row.preregistered)
 
 
 async def ordering_phase(

@@ -26,7 +26,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cart_service.ledger import activities, cart_items, carts, registrations, waiting_list
+from cart_service.ledger import (
+    activities,
+    cart_items,
+    carts,
+    offers,
+    registrations,
+    waiting_list,
+)
 from cart_service.model import ActivityInfo
 from waitroom.db import reading
 
@@ -41,7 +48,8 @@ def live(now: Any) -> Any:
 
 
 def taken_column(now: Any) -> ColumnElement[int]:
-    """Seats of the enclosing query's activity taken at ``now`` (registrations + holds)."""
+    """Seats of the enclosing query's activity taken at ``now``: registrations, holds,
+    and offers made to waiting families that still run (``offers``)."""
     registered = (
         select(func.count())
         .select_from(registrations)
@@ -56,7 +64,18 @@ def taken_column(now: Any) -> ColumnElement[int]:
         .correlate(activities)
         .scalar_subquery()
     )
-    return (registered + held).label("taken")
+    offered = (
+        select(func.count())
+        .select_from(offers)
+        .where(
+            offers.c.activity_id == activities.c.id,
+            offers.c.status == "open",
+            offers.c.expires_at_ms > now,
+        )
+        .correlate(activities)
+        .scalar_subquery()
+    )
+    return (registered + held + offered).label("taken")
 
 
 def waiting_column() -> ColumnElement[int]:
@@ -83,7 +102,8 @@ def info_of(row: Any) -> ActivityInfo:
         ends_on=row.ends_on,
         price_cents=row.price_cents,
         capacity=row.capacity,
-        places_left=max(0, row.capacity - int(row.taken)),
+        # Families on the waiting list come first: a freed seat is theirs (``offers``).
+        places_left=max(0, row.capacity - int(row.taken) - int(row.waiting)),
         min_age=row.min_age,
         max_age=row.max_age,
         class_min=row.class_min,
@@ -130,6 +150,12 @@ class Candidate:
     taken: int
     registered: bool
     holder: str | None
+    queued: int = 0  # families on the activity's waiting list: they come first
+
+    @property
+    def full(self) -> bool:
+        """No seat for a newcomer: taken, or owed to the waiting list."""
+        return bool(self.taken + self.queued >= self.activity.capacity)
 
 
 def _candidates_query() -> Any:
@@ -159,7 +185,7 @@ def _candidates_query() -> Any:
         .scalar_subquery()
         .label("holder")
     )
-    return select(activities, taken_column(now), registered, holder).where(
+    return select(activities, taken_column(now), waiting_column(), registered, holder).where(
         activities.c.event_id == bindparam("event_id"),
         activities.c.id.in_(bindparam("ids", expanding=True)),
     )
@@ -176,7 +202,9 @@ async def candidates(
     now: call ``lock_activities`` first, in the same transaction."""
     params = {"event_id": event_id, "ids": list(ids), "participant": participant, "now": now}
     return {
-        row.id: Candidate(row, int(row.taken), bool(row.registered_self), row.holder)
+        row.id: Candidate(
+            row, int(row.taken), bool(row.registered_self), row.holder, int(row.waiting)
+        )
         for row in (await conn.execute(_CANDIDATES, params)).all()
     }
 

@@ -21,6 +21,7 @@ from cart_service import (
     checkout,
     family_rules,
     holds,
+    offers,
     settlement,
     snapshots,
 )
@@ -29,6 +30,8 @@ from cart_service.desk import Desk, day_of, end_session
 from cart_service.families import Member
 from cart_service.model import ActivityInfo, CartSnapshot, Line, Outcome, Receipt, Session
 from cart_service.payment_port import CardInput
+from cart_service.snapshots import event_row
+from waitroom.db import reading
 from waitroom.pb.cart.v1 import cart_pb2 as pb
 from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
 from waitroom.rpc import caller
@@ -122,12 +125,15 @@ def cart_pb(c: CartSnapshot, today: date) -> pb.Cart:
                 participant=w.participant,
                 participant_name=w.participant_name,
                 position=w.position,
+                offered_until=iso_at(w.offered_until_ms, c.timezone) if w.offered_until_ms else "",
             )
             for w in c.waiting
         ],
         one_child_per_order=c.one_child_per_order,
         modules=len(c.items),
         takes_requests=c.takes_requests,
+        outside_phases=c.phase_opens_at_ms is not None,
+        phase_opens_at=iso_at(c.phase_opens_at_ms, c.timezone) if c.phase_opens_at_ms else "",
     )
 
 
@@ -295,6 +301,24 @@ class CartServicer(pb_grpc.CartServiceServicer):
         )
         return pb.AllocateReply(
             reserved=done.reserved, cancelled=dict(done.cancelled), orders=done.orders
+        )
+
+    async def ClaimOffer(
+        self, request: pb.ClaimOfferRequest, context: Context
+    ) -> pb.ClaimOfferReply:
+        if not caller().service:
+            raise Unauthenticated("service_credential_required")
+        if not request.event_id or not 16 <= len(request.token) <= 100:
+            raise FieldError("invalid_token", "token")
+        done = await offers.claim(self._desk, request.event_id, request.token)
+        async with reading(self._desk.engine) as conn:
+            timezone = (await event_row(conn, done.event_id)).timezone
+        return pb.ClaimOfferReply(
+            ticket_id=done.ticket_id,
+            client_number=done.client_number,
+            activity_id=done.activity_id,
+            participant=done.participant,
+            expires_at=iso_at(done.expires_at_ms, timezone),
         )
 
     async def GetCart(self, request: pb.GetCartRequest, context: Context) -> pb.Cart:

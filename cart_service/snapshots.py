@@ -23,11 +23,13 @@ from cart_service.ledger import (
     cart_items,
     carts,
     members,
+    offers,
     registration_events,
     registrations,
     waiting_list,
 )
 from cart_service.model import CartSnapshot, Line, Payer, Receipt, Session, WaitingPlace
+from cart_service.phases import next_opening, phases_of, priority_family
 from cart_service.seats import info_of, taken_column, waiting_column
 from waitroom.db import reading
 from waitroom.validation import FieldError, NotFound
@@ -198,17 +200,33 @@ async def snapshot(conn: AsyncConnection, session: Session, now: int) -> CartSna
         waiting=(
             []
             if cart.client_number is None
-            else await waiting_places(conn, event.id, cart.client_number)
+            else await waiting_places(conn, event.id, cart.client_number, now)
         ),
         one_child_per_order=bool(event.one_child_per_order),
         takes_requests=event.mode == "requests",
+        phase_opens_at_ms=(
+            await _phase_wait(conn, event.id, cart.client_number, now)
+            if event.mode == "requests" and cart.client_number
+            else None
+        ),
     )
 
 
+async def _phase_wait(
+    conn: AsyncConnection, event_id: str, client_number: str, now: int
+) -> int | None:
+    """When the family's next phase opens, if none is open for it now (0: none to come)."""
+    found = await phases_of(conn, event_id)
+    if not found:
+        return None
+    return next_opening(found, await priority_family(conn, client_number), now)
+
+
 async def waiting_places(
-    conn: AsyncConnection, event_id: str, client_number: str
+    conn: AsyncConnection, event_id: str, client_number: str, now: int
 ) -> list[WaitingPlace]:
-    """The family's entries on this event's waiting lists, each with its place in line."""
+    """The family's entries on this event's waiting lists, each with its place in line,
+    after the seats offered to it that still run (place 0, with the offer's end)."""
     ahead = waiting_list.alias("ahead")
     position = (
         select(func.count())
@@ -236,12 +254,43 @@ async def waiting_places(
             .order_by(activities.c.starts_on, waiting_list.c.id)
         )
     ).all()
-    return [
-        WaitingPlace(
-            r.activity_id, r.title, r.participant, f"{r.first_name} {r.last_name}", int(r.position)
+    offered = (
+        await conn.execute(
+            select(
+                offers.c.activity_id,
+                activities.c.title,
+                offers.c.participant,
+                members.c.first_name,
+                members.c.last_name,
+                offers.c.expires_at_ms,
+            )
+            .join(activities, activities.c.id == offers.c.activity_id)
+            .join(members, members.c.id == offers.c.participant)
+            .where(
+                offers.c.event_id == event_id,
+                offers.c.client_number == client_number,
+                offers.c.status == "open",
+                offers.c.expires_at_ms > now,
+            )
+            .order_by(offers.c.id)
         )
-        for r in rows
-    ]
+    ).all()
+    return [
+        *(
+            WaitingPlace(
+                r.activity_id, r.title, r.participant, f"{r.first_name} {r.last_name}", 0,
+                int(r.expires_at_ms),
+            )
+            for r in offered
+        ),
+        *(
+            WaitingPlace(
+                r.activity_id, r.title, r.participant, f"{r.first_name} {r.last_name}",
+                int(r.position),
+            )
+            for r in rows
+        ),
+    ]  # fmt: skip
 
 
 async def read_snapshot(engine: AsyncEngine, session: Session, now: int) -> CartSnapshot:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import admin, observe, pages, public, registration
+from gateway import admin, observe, offers, pages, public, registration
 from gateway.heartbeats import HeartbeatBuffer
 from gateway.joiner import JoinCoalescer
 from gateway.replies import FALLBACK_PATH, error, harden, reply, unmatched
@@ -157,6 +157,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz/serving", serving)
     public.add_routes(app.router)
     registration.add_routes(app.router)
+    offers.add_routes(app.router)
     pages.add_routes(app.router)
     if settings.admin_on_public_port:  # the v1 layout, when an operator asks for it
         _add_operator_routes(app)

@@ -250,6 +250,11 @@ FR: dict[str, str] = {
     " commandez pour l'autre enfant.",
     "waiting.title": "Vos listes d'attente",
     "waiting.place": "{name} — {activity} : place {position} sur la liste d'attente",
+    "waiting.offered": "{name} — {activity} : une place vous est offerte jusqu'à {time}"
+    " (le lien est dans votre courriel)",
+    "err.unknown_offer": "Ce lien d'offre n'est pas valide.",
+    "err.offer_lapsed": "Cette offre a expiré : la place a été offerte à la famille suivante.",
+    "err.offer_taken": "Cette offre a déjà été utilisée.",
     "err.cart_closed": "Ce panier est déjà payé.",
     "err.not_in_cart": "Cet élément n'est plus dans le panier.",
     "err.already_in_every_activity": "Déjà inscrit à toutes les semaines du panier.",
@@ -506,6 +511,11 @@ EN: dict[str, str] = {
     " other child.",
     "waiting.title": "Your waiting lists",
     "waiting.place": "{name} — {activity}: number {position} on the waiting list",
+    "waiting.offered": "{name} — {activity}: a place is offered to you until {time} (the"
+    " link is in your email)",
+    "err.unknown_offer": "This offer link is not valid.",
+    "err.offer_lapsed": "This offer has expired: the place went to the next family.",
+    "err.offer_taken": "This offer has already been used.",
     "err.cart_closed": "This cart is already paid.",
     "err.not_in_cart": "This item is no longer in the cart.",
     "err.already_in_every_activity": "Already in every week of the cart.",

@@ -102,7 +102,7 @@ class ReceiptLookupBody(Body):
     owner_number: str = Field(max_length=16)
 
 
-async def _body(request: web.Request, model: type[M]) -> M:
+async def body_of(request: web.Request, model: type[M]) -> M:
     """The request's JSON body as ``model``: 400 ``invalid_json``, 422 naming the field."""
     raw = await request.read()
     try:
@@ -177,7 +177,7 @@ async def get_cart(request: web.Request) -> web.Response:
 @json_errors
 async def identify(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
-    body = await _body(request, IdentifyBody)
+    body = await body_of(request, IdentifyBody)
     message = pb.IdentifyFamilyRequest(client_number=body.client_number, phone=body.phone)
     return reply(as_json(await call_cart(gw, "IdentifyFamily", message, meta)))
 
@@ -185,7 +185,7 @@ async def identify(request: web.Request) -> web.Response:
 @json_errors
 async def add_member(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
-    body = await _body(request, MemberBody)
+    body = await body_of(request, MemberBody)
     message = pb.AddFamilyMemberRequest(
         first_name=body.first_name,
         last_name=body.last_name,
@@ -199,7 +199,7 @@ async def add_member(request: web.Request) -> web.Response:
 @json_errors
 async def add_items(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
-    body = await _body(request, ItemsBody)
+    body = await body_of(request, ItemsBody)
     message = pb.AddItemsRequest(participant=body.participant, activity_ids=body.activity_ids)
     return reply(as_json(await call_cart(gw, "AddItems", message, meta)))
 
@@ -207,7 +207,7 @@ async def add_items(request: web.Request) -> web.Response:
 @json_errors
 async def duplicate(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
-    body = await _body(request, ParticipantBody)
+    body = await body_of(request, ParticipantBody)
     message = pb.DuplicateParticipantRequest(participant=body.participant)
     return reply(as_json(await call_cart(gw, "DuplicateParticipant", message, meta)))
 
@@ -231,7 +231,7 @@ async def extend(request: web.Request) -> web.Response:
 @json_errors
 async def waiting_list(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
-    body = await _body(request, WaitingListBody)
+    body = await body_of(request, WaitingListBody)
     message = pb.JoinWaitingListRequest(activity_id=body.activity_id, participant=body.participant)
     return reply(as_json(await call_cart(gw, "JoinWaitingList", message, meta)), status=201)
 
@@ -239,7 +239,7 @@ async def waiting_list(request: web.Request) -> web.Response:
 @json_errors
 async def set_payer(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
-    body = await _body(request, PayerBody)
+    body = await body_of(request, PayerBody)
     message = pb.SetPayerRequest(
         member=body.member, client_number=body.client_number, phone=body.phone, email=body.email
     )
@@ -249,7 +249,7 @@ async def set_payer(request: web.Request) -> web.Response:
 @json_errors
 async def conditions(request: web.Request) -> web.Response:
     gw, _, meta = await _admitted(request)
-    body = await _body(request, ConditionsBody)
+    body = await body_of(request, ConditionsBody)
     message = pb.AcceptConditionsRequest(accepted=body.accepted)
     return reply(as_json(await call_cart(gw, "AcceptConditions", message, meta)))
 
@@ -264,7 +264,7 @@ async def checkout(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key", "").strip()
     if not 8 <= len(key) <= 100:
         raise ApiError(400, "idempotency_key_required", field="Idempotency-Key")
-    body = await _body(request, CheckoutBody)
+    body = await body_of(request, CheckoutBody)
     if body.card is not None and body.card_token is not None:
         raise ApiError(422, "invalid", field="card_token", detail="card or card_token, not both")
     if body.card is not None and not gw.settings.accept_card_numbers:
@@ -300,6 +300,8 @@ async def _end_session(gw: Gateway, admission: Admission) -> None:
 
 
 async def _try_end(gw: Gateway, admission: Admission) -> bool:
+    if admission.arrival == 0:  # a waiting list's offer: no slot of the waiting room
+        return True
     try:
         outcome = await leave(gw.scripts, admission.event_id, admission.arrival)
     except Exception as exc:  # any failure: tried again
@@ -330,7 +332,7 @@ async def receipt_lookup(request: web.Request) -> web.Response:
     """Reprint a receipt from the cart number and the owner number (Québec FAQ 14). No
     admission needed: the two numbers printed on the receipt are the proof."""
     gw = request.app[GATEWAY]
-    body = await _body(request, ReceiptLookupBody)
+    body = await body_of(request, ReceiptLookupBody)
     message = pb.GetReceiptRequest(cart_number=body.cart_number, owner_number=body.owner_number)
     return reply(as_json(await call_cart(gw, "GetReceipt", message, ())))
 
@@ -362,7 +364,7 @@ async def claim_family(request: web.Request) -> web.Response:
         raise ApiError(409, "not_one_per_family")
     if view.drawn or gw.store.clock.now_ms() >= view.config.opens_ms:
         raise ApiError(409, "draw_done")  # entries close at opens_at
-    body = await _body(request, IdentifyBody)
+    body = await body_of(request, IdentifyBody)
     k = EventKeys(view.event_id)
     if await gw.redis.hincrby(k.fa, str(arrival), 1) > FAMILY_ATTEMPTS:
         raise ApiError(429, "too_many_attempts")

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from cart_service import exports
 from payment_adapter.store import refunds, sandbox_refunds
 from tests.conftest import AUTH, operator, wait_for
-from tests.registration import ANNE, APPROVE, EMMA, EVENT, LEA, ROY, TREMBLAY, ZOE, Stack
+from tests.registration import APPROVE, EVENT, LEA, Stack
 from tests.test_registration_api import _checkout, _ready_to_pay, stack  # noqa: F401
 
 
@@ -83,54 +83,3 @@ async def test_cancelling_is_refused_without_a_token_or_a_registration(
     assert resp.status == 404
     resp = await admin.post(url, json={"reason": "x" * 501}, headers=AUTH)
     assert (resp.status, (await resp.json())["field"]) == (422, "reason")
-
-
-async def test_a_cancellation_tells_the_first_family_on_the_waiting_list(
-    stack: Stack,  # noqa: F811
-) -> None:
-    """Québec FAQ 6, "on vous avisera si une place se libère": the week's one place is
-    paid for by the Roy family; Emma Tremblay waits first on its list. Staff cancel the
-    Roy registration: the Tremblay family gets an email with the registration page's
-    link, once; the place is free for the first who takes it."""
-    s = stack
-    roy, tremblay = await s.admitted(), await s.admitted()
-    await s.call("POST", "/cart/family", roy, ROY)
-    await s.call("POST", "/cart/items", roy, {"participant": ZOE, "activity_ids": ["b56-w1"]})
-    payer = {**ROY, "member": ANNE, "email": "anne.roy@example.org"}
-    await s.call("PUT", "/cart/payer", roy, payer)
-    await s.call("PUT", "/cart/conditions", roy, {"accepted": True})
-    status, paid = await _checkout(s, roy, APPROVE)
-    assert (status, paid["outcome"]) == (200, "paid"), paid
-    await s.call("POST", "/cart/family", tremblay, TREMBLAY)
-    status, entry = await s.call(
-        "POST", "/cart/waiting-list", tremblay, {"activity_id": "b56-w1", "participant": EMMA}
-    )
-    assert (status, entry["position"]) == (201, 1)
-    header, rows = await exports.export(s.engine, "registrations", EVENT)
-    zoe = next(
-        dict(zip(header, r, strict=True)) for r in rows if r[header.index("participant")] == ZOE
-    )
-    url = f"/admin/v1/events/{EVENT}/registrations/{zoe['registration_id']}/cancel"
-    resp = await operator(s.client).post(url, headers=AUTH)
-    assert resp.status == 200, await resp.text()
-
-    def notices() -> list[Any]:
-        return [m for m in s.mail.messages if "place s'est libérée" in str(m["Subject"])]
-
-    async def told() -> bool:
-        return bool(notices())
-
-    await wait_for(told)
-    notice = notices()[0]
-    assert notice["To"] == "famille.tremblay@example.org"
-    body = notice.get_body(("plain",))
-    assert body is not None
-    text = body.get_content()
-    assert "Emma Tremblay" in text and f"/events/{EVENT}/" in text and "not held" in text
-    again = await operator(s.client).post(url, headers=AUTH)  # the same cancellation
-    assert again.status == 200
-    assert len(notices()) == 1  # told once
-    status, held = await s.call(
-        "POST", "/cart/items", tremblay, {"participant": EMMA, "activity_ids": ["b56-w1"]}
-    )
-    assert held["outcomes"][0]["outcome"] == "held"  # the freed place, taken

@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 from pydantic import BaseModel
 
 from gateway.app import create_app, create_operator_app
+from gateway.offers import CLAIM_PATH, ClaimBody
 from gateway.registration import CART_PATH, RECEIPT_LOOKUP_PATH
 from waitroom.schedule import EventPatch, EventSpec
 from waitroom.settings import Settings
@@ -51,7 +52,11 @@ def _served(app: web.Application) -> set[tuple[str, str]]:
 
 
 def _registration(path: str) -> bool:
-    return path.startswith(CART_PATH) or path == RECEIPT_LOOKUP_PATH or path.endswith("/catalogue")
+    return (
+        path.startswith(CART_PATH)
+        or path in (RECEIPT_LOOKUP_PATH, CLAIM_PATH)
+        or path.endswith("/catalogue")
+    )
 
 
 def test_registration_and_public_documents_cover_the_public_listener(
@@ -107,6 +112,7 @@ def test_the_registration_bodies_are_the_handlers_models(repo_root: Path) -> Non
         f"{cart}/conditions": handlers.ConditionsBody,
         f"{cart}/checkout": handlers.CheckoutBody,
         "/api/v1/receipts/lookup": handlers.ReceiptLookupBody,
+        "/api/v1/events/{event_id}/offers/claim": ClaimBody,
     }
     for path, model in bodies.items():
         schema = _body_schema(spec, path)

@@ -196,13 +196,19 @@ async def test_a_family_outside_its_phase_is_told_when_it_opens(stack: Stack) ->
         (2, "nouvelles familles", 2 * HOUR, 3 * HOUR, "new", "1", "6"),
     )
     headers = await s.admitted()
-    await s.call("POST", "/cart/family", headers, TREMBLAY)
+    status, cart = await s.call("POST", "/cart/family", headers, TREMBLAY)
+    assert cart["outside_phases"] is True  # the page says so at once
+    told = datetime.fromisoformat(cart["phase_opens_at"])
     status, refused = await s.call(
         "POST", "/cart/items", headers, {"participant": EMMA, "activity_ids": [CHESS]}
     )
     assert (status, refused["error"]) == (409, "not_your_phase"), refused
     opens = datetime.fromisoformat(refused["detail"])
     assert abs(opens - (datetime.now(UTC) + 2 * HOUR)) < timedelta(minutes=1)
+    assert opens == told
+    roy = await s.admitted()
+    status, cart = await s.call("POST", "/cart/family", roy, ROY)
+    assert (cart["outside_phases"], cart["phase_opens_at"]) == (False, "")
     await _order(s, ROY, LEA, ANNE, "anne.roy@example.org")
 
 

@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     sandbox_latency_ms: int = Field(150, ge=0, le=60_000)
     # How long a cart holds its seats after each change (Québec FAQ 8: 20 minutes).
     cart_hold_s: int = Field(1200, ge=1, le=86_400)
+    # A freed seat offered to the next family on the waiting list is held for them this
+    # long (the link in their email); then it passes to the next family (FAQ 6).
+    waiting_offer_s: int = Field(24 * 3600, ge=60, le=14 * 86_400)
     # A cart stays locked this long after checkout starts (FAQ 11), then is settled.
     payment_lock_s: int = Field(120, ge=1, le=3600)
     # How often the cart service settles locked carts and sends queued emails.

@@ -140,6 +140,10 @@
     $("family-done").hidden = !cart.client_number;
     $("family-done").textContent = cart.client_number ? t("family.identified", { client: cart.client_number }) : "";
     $("family-not-validated").hidden = !cart.client_number || cart.family_validated !== false;
+    // P'tit Victor's phases: a family outside every open phase is told when its own opens.
+    $("family-phase").hidden = !cart.client_number || !cart.outside_phases;
+    $("family-phase").textContent = !cart.outside_phases ? ""
+      : cart.phase_opens_at ? errorText("not_your_phase", cart.phase_opens_at) : errorText("no_phase_left");
     document.querySelectorAll("select.members").forEach((select) => fill(select, members));
     document.querySelectorAll("select.payers").forEach((select) => fill(select, members.filter((m) => m.can_pay)));
     const payer = $("payer-form");
@@ -173,7 +177,8 @@
     const places = cart.waiting || [];
     $("waiting-places").hidden = !places.length;
     $("waiting-list").replaceChildren(...places.map((w) => el("li", {
-      text: t("waiting.place", { name: w.participant_name, activity: w.activity_title, position: w.position }),
+      text: w.position ? t("waiting.place", { name: w.participant_name, activity: w.activity_title, position: w.position })
+        : t("waiting.offered", { name: w.participant_name, activity: w.activity_title, time: at(w.offered_until) }),
     })));
   }
 
@@ -403,6 +408,20 @@
   });
 
   /* -- start ------------------------------------------------------------------------ */
+  // A waiting list's offer (Québec FAQ 6): the email's link carries its secret in the
+  // fragment (never sent in a URL); claimed, the seat is held in the family's own cart.
+  if (location.hash.startsWith("#offer=")) {
+    const offer = decodeURIComponent(location.hash.slice("#offer=".length));
+    history.replaceState(null, "", location.pathname + location.search + "#cart");
+    const claimed = await api("POST", base + "/offers/claim", { body: { token: offer } });
+    if (claimed.status === 200) {
+      sessionStorage.removeItem(receiptKey);
+      sessionStorage.setItem(WR.tokenKey, JSON.stringify(claimed.data.admission));
+    } else {
+      $("offer-error").hidden = false;
+      $("offer-error").textContent = errorText(claimed.data.error);
+    }
+  }
   const stored = sessionStorage.getItem(WR.tokenKey);
   token = stored ? JSON.parse(stored).token : "";
   if (!token && !sessionStorage.getItem(receiptKey)) {

@@ -26,6 +26,63 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ClaimOfferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    token: _builtins.str
+    """the secret of the offer's link"""
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimOfferRequest: _TypeAlias = ClaimOfferRequest  # noqa: Y015
+
+@_typing.final
+class ClaimOfferReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_NUMBER_FIELD_NUMBER: _builtins.int
+    ACTIVITY_ID_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    """the session to admit: "offer-<id>" """
+    client_number: _builtins.str
+    """the family the session may register (the token's claim)"""
+    activity_id: _builtins.str
+    participant: _builtins.str
+    expires_at: _builtins.str
+    """RFC 3339: the offer's end"""
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        client_number: _builtins.str = ...,
+        activity_id: _builtins.str = ...,
+        participant: _builtins.str = ...,
+        expires_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "client_number", b"client_number", "expires_at", b"expires_at", "participant", b"participant", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimOfferReply: _TypeAlias = ClaimOfferReply  # noqa: Y015
+
+@_typing.final
 class AllocateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -459,13 +516,16 @@ class WaitingEntry(_message.Message):
     PARTICIPANT_FIELD_NUMBER: _builtins.int
     PARTICIPANT_NAME_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
+    OFFERED_UNTIL_FIELD_NUMBER: _builtins.int
     activity_id: _builtins.str
     activity_title: _builtins.str
     participant: _builtins.str
     """member id"""
     participant_name: _builtins.str
     position: _builtins.int
-    """1: next when a place frees"""
+    """1: next when a place frees; 0: a place is offered to them"""
+    offered_until: _builtins.str
+    """RFC 3339, while a seat is offered to them (position 0)"""
     def __init__(
         self,
         *,
@@ -474,10 +534,11 @@ class WaitingEntry(_message.Message):
         participant: _builtins.str = ...,
         participant_name: _builtins.str = ...,
         position: _builtins.int = ...,
+        offered_until: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "activity_title", b"activity_title", "participant", b"participant", "participant_name", b"participant_name", "position", b"position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "activity_title", b"activity_title", "offered_until", b"offered_until", "participant", b"participant", "participant_name", b"participant_name", "position", b"position"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -532,6 +593,8 @@ class Cart(_message.Message):
     ONE_CHILD_PER_ORDER_FIELD_NUMBER: _builtins.int
     MODULES_FIELD_NUMBER: _builtins.int
     TAKES_REQUESTS_FIELD_NUMBER: _builtins.int
+    OUTSIDE_PHASES_FIELD_NUMBER: _builtins.int
+    PHASE_OPENS_AT_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     status: _builtins.str
     """"open" | "expired" (the hold ran out: its seats went back to everyone) |
@@ -561,6 +624,11 @@ class Cart(_message.Message):
     """The event takes requests (P'tit Victor): checkout records an order "En attente"
     (nothing charged); the allocation later gives the places.
     """
+    outside_phases: _builtins.bool
+    """A requests event with phases, the family identified and no phase open for it now:
+    outside_phases, and when its next one opens (RFC 3339; empty when none is to come).
+    """
+    phase_opens_at: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CartItem]: ...
     @_builtins.property
@@ -598,10 +666,12 @@ class Cart(_message.Message):
         one_child_per_order: _builtins.bool = ...,
         modules: _builtins.int = ...,
         takes_requests: _builtins.bool = ...,
+        outside_phases: _builtins.bool = ...,
+        phase_opens_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["payer", b"payer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cart_number", b"cart_number", "client_number", b"client_number", "conditions_accepted", b"conditions_accepted", "currency", b"currency", "event_id", b"event_id", "extension_used", b"extension_used", "family_validated", b"family_validated", "hold_expires_at", b"hold_expires_at", "items", b"items", "locked_until", b"locked_until", "members", b"members", "modules", b"modules", "one_child_per_order", b"one_child_per_order", "payer", b"payer", "payment_deferred", b"payment_deferred", "released", b"released", "status", b"status", "takes_requests", b"takes_requests", "total_cents", b"total_cents", "waiting", b"waiting"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cart_number", b"cart_number", "client_number", b"client_number", "conditions_accepted", b"conditions_accepted", "currency", b"currency", "event_id", b"event_id", "extension_used", b"extension_used", "family_validated", b"family_validated", "hold_expires_at", b"hold_expires_at", "items", b"items", "locked_until", b"locked_until", "members", b"members", "modules", b"modules", "one_child_per_order", b"one_child_per_order", "outside_phases", b"outside_phases", "payer", b"payer", "payment_deferred", b"payment_deferred", "phase_opens_at", b"phase_opens_at", "released", b"released", "status", b"status", "takes_requests", b"takes_requests", "total_cents", b"total_cents", "waiting", b"waiting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -124,6 +124,11 @@ class CartServiceStub:
                 request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.AllocateRequest.SerializeToString,
                 response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.AllocateReply.FromString,
                 _registered_method=True)
+        self.ClaimOffer = channel.unary_unary(
+                '/waitroom.cart.v1.CartService/ClaimOffer',
+                request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ClaimOfferRequest.SerializeToString,
+                response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ClaimOfferReply.FromString,
+                _registered_method=True)
 
 
 class CartServiceServicer:
@@ -256,6 +261,15 @@ class CartServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimOffer(self, request, context):
+        """Service credential only. A waiting list's offer opened from its link: the seat is
+        put in a cart of the family's own (session "offer-<id>"), for the gateway to admit.
+        Again: the same. FAILED_PRECONDITION offer_lapsed, NOT_FOUND unknown_offer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CartServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -348,6 +362,11 @@ def add_CartServiceServicer_to_server(servicer, server):
                     servicer.Allocate,
                     request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.AllocateRequest.FromString,
                     response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.AllocateReply.SerializeToString,
+            ),
+            'ClaimOffer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimOffer,
+                    request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ClaimOfferRequest.FromString,
+                    response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ClaimOfferReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -836,6 +855,33 @@ class CartService:
             '/waitroom.cart.v1.CartService/Allocate',
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.AllocateRequest.SerializeToString,
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.AllocateReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimOffer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waitroom.cart.v1.CartService/ClaimOffer',
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ClaimOfferRequest.SerializeToString,
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ClaimOfferReply.FromString,
             options,
             channel_credentials,
             insecure,

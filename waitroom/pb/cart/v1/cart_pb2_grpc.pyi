@@ -80,6 +80,11 @@ class CartServiceStub:
     pending booking reserved or cancelled with its reason, each family emailed its
     result. Again: decides only what was ordered since.
     """
+    ClaimOffer: _grpc.UnaryUnaryMultiCallable[_cart_pb2.ClaimOfferRequest, _cart_pb2.ClaimOfferReply]
+    """Service credential only. A waiting list's offer opened from its link: the seat is
+    put in a cart of the family's own (session "offer-<id>"), for the gateway to admit.
+    Again: the same. FAILED_PRECONDITION offer_lapsed, NOT_FOUND unknown_offer.
+    """
 
 @_typing.type_check_only
 class CartServiceAsyncStub(CartServiceStub):
@@ -125,6 +130,11 @@ class CartServiceAsyncStub(CartServiceStub):
     """Service credential only. A "requests" event's allocation (P'tit Victor): every
     pending booking reserved or cancelled with its reason, each family emailed its
     result. Again: decides only what was ordered since.
+    """
+    ClaimOffer: _aio.UnaryUnaryMultiCallable[_cart_pb2.ClaimOfferRequest, _cart_pb2.ClaimOfferReply]  # type: ignore[assignment]
+    """Service credential only. A waiting list's offer opened from its link: the seat is
+    put in a cart of the family's own (session "offer-<id>"), for the gateway to admit.
+    Again: the same. FAILED_PRECONDITION offer_lapsed, NOT_FOUND unknown_offer.
     """
 
 class CartServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -276,6 +286,17 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
         """Service credential only. A "requests" event's allocation (P'tit Victor): every
         pending booking reserved or cancelled with its reason, each family emailed its
         result. Again: decides only what was ordered since.
+        """
+
+    @_abc_1.abstractmethod
+    def ClaimOffer(
+        self,
+        request: _cart_pb2.ClaimOfferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cart_pb2.ClaimOfferReply, _abc.Awaitable[_cart_pb2.ClaimOfferReply]]:
+        """Service credential only. A waiting list's offer opened from its link: the seat is
+        put in a cart of the family's own (session "offer-<id>"), for the gateway to admit.
+        Again: the same. FAILED_PRECONDITION offer_lapsed, NOT_FOUND unknown_offer.
         """
 
 def add_CartServiceServicer_to_server(servicer: CartServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
