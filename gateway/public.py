@@ -407,13 +407,13 @@ async def delete_ticket(request: web.Request) -> web.Response:
         kind = "E" if outcome is LeaveOutcome.SESSION_ENDED else "L"
         view.apply_log([f"{kind} {arrival}"], local=True)
     if outcome is LeaveOutcome.SESSION_ENDED:
-        await _end_cart(gw, view.event_id, ticket_id)
+        await end_cart(gw, view.event_id, ticket_id)
     response = web.Response(status=204)
     response.del_cookie(cookie_name(view.event_id), path="/")
     return response
 
 
-async def _end_cart(gw: Gateway, event_id: str, ticket_id: str) -> None:
+async def end_cart(gw: Gateway, event_id: str, ticket_id: str) -> None:
     """Tell the cart service the session is over: its seats go back now, not when the
     hold runs out, and its token opens nothing there any more. Best effort: the parent
     has left either way, and the hold frees the seats at its end."""

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway import browse
 from gateway.cart_calls import as_json, call_cart
-from gateway.public import EVENT_PATH, event_view
+from gateway.public import EVENT_PATH, end_cart, event_view
 from gateway.replies import ApiError, bearer_token, json_errors, reply
 from gateway.state import GATEWAY, Gateway
 from waitroom import ticket_ids
@@ -176,10 +176,20 @@ async def get_cart(request: web.Request) -> web.Response:
 
 @json_errors
 async def identify(request: web.Request) -> web.Response:
-    gw, _, meta = await _admitted(request)
+    """Identify the family. In an event with phases, a family for which no phase is open
+    is not kept in: it is told when its phase opens (409 ``not_your_phase`` with that
+    moment, or ``no_phase_left``) and its session ends, its slot going to the next."""
+    gw, admission, meta = await _admitted(request)
     body = await body_of(request, IdentifyBody)
     message = pb.IdentifyFamilyRequest(client_number=body.client_number, phone=body.phone)
-    return reply(as_json(await call_cart(gw, "IdentifyFamily", message, meta)))
+    cart = await call_cart(gw, "IdentifyFamily", message, meta)
+    if cart.outside_phases:
+        await _end_session(gw, admission)
+        await end_cart(gw, admission.event_id, admission.ticket_id)
+        if cart.phase_opens_at:
+            raise ApiError(409, "not_your_phase", field="client_number", detail=cart.phase_opens_at)
+        raise ApiError(409, "no_phase_left", field="client_number")
+    return reply(as_json(cart))
 
 
 @json_errors

@@ -188,7 +188,8 @@ async def test_the_priority_phase_is_served_first_and_a_pending_booking_is_not_o
 
 async def test_a_family_outside_its_phase_is_told_when_it_opens(stack: Stack) -> None:  # noqa: F811
     """Only the members' phase is open; new families' opens in two hours: the Tremblays
-    are refused with the moment their phase opens; the Roys order."""
+    are told, when they identify, the moment their phase opens, and their session ends
+    (its slot goes to the next parent); the Roys order."""
     s = stack
     await _requests_event(
         s,
@@ -196,16 +197,12 @@ async def test_a_family_outside_its_phase_is_told_when_it_opens(stack: Stack) ->
         (2, "nouvelles familles", 2 * HOUR, 3 * HOUR, "new", "1", "6"),
     )
     headers = await s.admitted()
-    status, cart = await s.call("POST", "/cart/family", headers, TREMBLAY)
-    assert cart["outside_phases"] is True  # the page says so at once
-    told = datetime.fromisoformat(cart["phase_opens_at"])
-    status, refused = await s.call(
-        "POST", "/cart/items", headers, {"participant": EMMA, "activity_ids": [CHESS]}
-    )
+    status, refused = await s.call("POST", "/cart/family", headers, TREMBLAY)
     assert (status, refused["error"]) == (409, "not_your_phase"), refused
     opens = datetime.fromisoformat(refused["detail"])
     assert abs(opens - (datetime.now(UTC) + 2 * HOUR)) < timedelta(minutes=1)
-    assert opens == told
+    status, ended = await s.call("GET", "/cart", headers)  # its slot went to the next
+    assert (status, ended["error"]) == (401, "session_ended"), ended
     roy = await s.admitted()
     status, cart = await s.call("POST", "/cart/family", roy, ROY)
     assert (cart["outside_phases"], cart["phase_opens_at"]) == (False, "")

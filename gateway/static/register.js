@@ -140,10 +140,6 @@
     $("family-done").hidden = !cart.client_number;
     $("family-done").textContent = cart.client_number ? t("family.identified", { client: cart.client_number }) : "";
     $("family-not-validated").hidden = !cart.client_number || cart.family_validated !== false;
-    // P'tit Victor's phases: a family outside every open phase is told when its own opens.
-    $("family-phase").hidden = !cart.client_number || !cart.outside_phases;
-    $("family-phase").textContent = !cart.outside_phases ? ""
-      : cart.phase_opens_at ? errorText("not_your_phase", cart.phase_opens_at) : errorText("no_phase_left");
     document.querySelectorAll("select.members").forEach((select) => fill(select, members));
     document.querySelectorAll("select.payers").forEach((select) => fill(select, members.filter((m) => m.can_pay)));
     const payer = $("payer-form");
