@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import logging
@@ -10,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import staff
 from gateway.cart_calls import call_cart
 from gateway.replies import ApiError, Handler, bearer_token, error, json_errors, reply
 from gateway.state import Gateway, gateway_of
@@ -103,6 +105,11 @@ def _guarded(handler: Handler) -> Handler:
                 _who(request), request.method, request.path, ",".join(fields) or "-",
                 answer.status,
             )  # fmt: skip
+            with contextlib.suppress(Exception):  # the console's log: best effort
+                await staff.record(
+                    gateway_of(request).redis, f"API: {_who(request)}",
+                    f"{request.method} {request.path}", ",".join(fields), str(answer.status),
+                )  # fmt: skip
         return answer
 
     return wrapped
@@ -161,22 +168,25 @@ async def allocate(request: web.Request) -> web.StreamResponse:
     with its reason, each family emailed. Again: decides only what was ordered since.
     409 ``not_a_requests_event`` for an event sold first come, first served."""
     gw = gateway_of(request)
+    return reply(await run_allocation(gw, request.match_info["event_id"], _who(request)))
+
+
+async def run_allocation(gw: Gateway, event_id: str, who: str) -> dict[str, Any]:
+    """The cart service's allocation of ``event_id`` (the API's and the console's)."""
     token = gw.settings.service_token
     if gw.cart is None or token is None:
         raise ApiError(503, "unavailable", detail="no cart service configured")
     done = await call_cart(
         gw,
         "Allocate",
-        cart_pb2.AllocateRequest(event_id=request.match_info["event_id"], run_by=_who(request)),
+        cart_pb2.AllocateRequest(event_id=event_id, run_by=who),
         bearer_metadata(token.get_secret_value()),
     )
-    return reply(
-        {
-            "reserved": done.reserved,
-            "cancelled": dict(sorted(done.cancelled.items())),
-            "orders": done.orders,
-        }
-    )
+    return {
+        "reserved": done.reserved,
+        "cancelled": dict(sorted(done.cancelled.items())),
+        "orders": done.orders,
+    }
 
 
 @routes.post(ADMIN_PREFIX + "/events/{event_id}/registrations/{registration_id}/cancel")

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import admin, observe, offers, pages, public, registration
+from gateway import admin, console, observe, offers, pages, public, registration
 from gateway.heartbeats import HeartbeatBuffer
 from gateway.joiner import JoinCoalescer
+from gateway.pages import STATIC_DIR
 from gateway.replies import FALLBACK_PATH, error, harden, reply, unmatched
 from gateway.state import GATEWAY, PUBLIC_APP, Gateway, gateway_of
 from waitroom.channels import service_channel
@@ -161,6 +162,7 @@ def create_app(settings: Settings) -> web.Application:
     pages.add_routes(app.router)
     if settings.admin_on_public_port:  # the v1 layout, when an operator asks for it
         _add_operator_routes(app)
+    app.router.add_static("/static/", STATIC_DIR)  # the staff console's stylesheet
     app.router.add_route("*", FALLBACK_PATH, unmatched)
     return app
 
@@ -175,6 +177,7 @@ def create_operator_app(public_app: web.Application) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     _add_operator_routes(app)
+    app.router.add_static("/static/", STATIC_DIR)  # the staff console's stylesheet
     app.router.add_route("*", FALLBACK_PATH, unmatched)
     return app
 
@@ -182,3 +185,4 @@ def create_operator_app(public_app: web.Application) -> web.Application:
 def _add_operator_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     app.add_routes(admin.routes)
+    console.add_routes(app.router)

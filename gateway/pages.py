@@ -30,8 +30,13 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
 )
 # The language's table as JSON inside <script type="application/json">: "</" escaped.
+# The staff console's texts ("con.") stay out: its pages are rendered whole, no script
+# needs them, and every parent's page would carry them.
 _MESSAGES_JSON = {
-    lang: orjson.dumps(MESSAGES[lang]).decode().replace("</", "<\\/") for lang in LANGUAGES
+    lang: orjson.dumps({k: v for k, v in MESSAGES[lang].items() if not k.startswith("con.")})
+    .decode()
+    .replace("</", "<\\/")
+    for lang in LANGUAGES
 }
 
 
@@ -53,7 +58,11 @@ PAGE_HEADERS = {
 }
 
 
-def _render(request: web.Request, template: str, event_id: str = "") -> web.Response:
+def render(
+    request: web.Request, template: str, event_id: str = "", **values: object
+) -> web.Response:
+    """A page from ``template`` in the request's language, with the pages' headers;
+    ``values`` are the template's own (the staff console's)."""
     lang = choose(
         request.query.get("lang"),
         request.cookies.get(LANG_COOKIE),
@@ -79,6 +88,7 @@ def _render(request: web.Request, template: str, event_id: str = "") -> web.Resp
         event_id=event_id,
         fields_url=fields,
         messages_json=Markup(_MESSAGES_JSON[lang]),
+        **values,
     )
     headers = {
         **PAGE_HEADERS,
@@ -112,22 +122,22 @@ def _event_id(request: web.Request) -> str:
 
 @json_errors
 async def waiting_room(request: web.Request) -> web.StreamResponse:
-    return _render(request, "waiting.html.j2", _event_id(request))
+    return render(request, "waiting.html.j2", _event_id(request))
 
 
 @json_errors
 async def draw(request: web.Request) -> web.StreamResponse:
-    return _render(request, "draw.html.j2", _event_id(request))
+    return render(request, "draw.html.j2", _event_id(request))
 
 
 @json_errors
 async def register(request: web.Request) -> web.StreamResponse:
-    return _render(request, "register.html.j2", _event_id(request))
+    return render(request, "register.html.j2", _event_id(request))
 
 
 @json_errors
 async def reprint(request: web.Request) -> web.StreamResponse:
-    return _render(request, "reprint.html.j2")
+    return render(request, "reprint.html.j2")
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

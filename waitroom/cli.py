@@ -8,6 +8,7 @@ waitroom keygen                                    print fresh secrets as WAITRO
 waitroom run                                       the whole stack on this machine (make run)
 waitroom import catalogue|families|phases FILE [--event ID]   the season's data in (CSV), a report
 waitroom allocate --event ID                       a requests event's allocation (P'tit Victor)
+waitroom staff add|remove|list [NAME --role ROLE]  the staff console's accounts
 waitroom export registrations|rosters|waiting-lists|payments|releve24 --event ID   data out (CSV)
 """
 
@@ -141,8 +142,10 @@ def main(argv: list[str] | None = None) -> None:
     run.set_defaults(func=cmd_run)
 
     from cart_service.data import add_commands  # the season's data in and out (CSV)
+    from gateway.staff_cli import add_commands as add_staff_commands
 
     add_commands(sub)
+    add_staff_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "import" and args.kind in ("catalogue", "phases") and not args.event:
         parser.error(f"import {args.kind} needs --event")

@@ -64,6 +64,23 @@ def _secrets_env(run_dir: Path) -> dict[str, str]:
     return values
 
 
+def _staff_env(run_dir: Path) -> dict[str, str]:
+    """The console's accounts for ``make run``: an administrator "admin" whose password
+    is made once and kept in ``.run/staff-password`` (printed at start)."""
+    from gateway import staff
+
+    path, secret = run_dir / "staff.json", run_dir / "staff-password"
+    if not path.exists() or not secret.exists():
+        password = secrets.token_urlsafe(12)
+        account = staff.Account(
+            name="admin", role="administrator", password_hash=staff.hash_password(password)
+        )
+        staff.write_accounts(path, {"admin": account})
+        secret.write_text(password + "\n", encoding="utf-8")
+        secret.chmod(0o600)
+    return {"WAITROOM_STAFF_FILE": str(path.resolve())}
+
+
 def private_env() -> dict[str, str]:
     """The settings of a stack of its own (drills, tests): free ports on 127.0.0.1, fresh
     secrets, no metrics ports. ``LocalStack`` fills in the rest: its own Redis (unless
@@ -362,6 +379,8 @@ def _start_demos(base: str, admin: str, env: dict[str, str]) -> None:
 def run_stack(gateways: int = 1, demo: bool = True) -> int:
     RUN_DIR.mkdir(exist_ok=True)
     env = {**os.environ, **_secrets_env(RUN_DIR)}
+    if not os.environ.get("WAITROOM_STAFF_FILE"):  # else the operator's own accounts
+        env.update(_staff_env(RUN_DIR))
     for name in ("WAITROOM_ADMIN_TOKEN",):
         if os.environ.get(name):
             env[name] = os.environ[name]
@@ -390,6 +409,10 @@ def run_stack(gateways: int = 1, demo: bool = True) -> int:
         if not stopping:
             print(f"admin token: {env['WAITROOM_ADMIN_TOKEN']}")
             print(f"admin: {admin}", flush=True)
+            secret = RUN_DIR / "staff-password"
+            own = not os.environ.get("WAITROOM_STAFF_FILE") and secret.exists()
+            login = f" (admin / {secret.read_text('utf-8').strip()})" if own else ""
+            print(f"staff console: {admin}/console/{login}", flush=True)
             print(f"ready: {base}", flush=True)
         # Also stop when whoever started us (make) is gone: a SIGTERM to make is not passed on.
         while not stopping and os.getppid() == parent:

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     admin_token: SecretStr | None = None
+    # The staff console's accounts (JSON, written by `waitroom staff add`); unset: the
+    # console answers its login page only, with no account to log in with.
+    staff_file: Path | None = None
     # The operator listener: the operator API (/admin/v1), the gateway's /metrics and
     # the staff pages, on their own port, loopback unless told otherwise.
     admin_host: str = "127.0.0.1"
