@@ -19,8 +19,11 @@ from cart_service import (
     cancellations,
     catalogue,
     checkout,
+    exports,
     family_rules,
     holds,
+    imports,
+    lookups,
     offers,
     settlement,
     snapshots,
@@ -319,6 +322,51 @@ class CartServicer(pb_grpc.CartServiceServicer):
             activity_id=done.activity_id,
             participant=done.participant,
             expires_at=iso_at(done.expires_at_ms, timezone),
+        )
+
+    async def StaffLookup(self, request: pb.StaffLookupRequest, context: Context) -> pb.StaffTables:
+        if not caller().service:
+            raise Unauthenticated("service_credential_required")
+        found = await lookups.lookup(self._desk.engine, request.event_id, request.kind, request.key)
+        return pb.StaffTables(
+            tables=[
+                pb.StaffTable(
+                    name=name, header=header, rows=[pb.StaffRow(cells=row) for row in rows]
+                )
+                for name, header, rows in found
+            ]
+        )
+
+    async def ExportCsv(self, request: pb.ExportCsvRequest, context: Context) -> pb.CsvFile:
+        if not caller().service:
+            raise Unauthenticated("service_credential_required")
+        if request.kind not in exports.LEDGER_EXPORTS:
+            raise FieldError("invalid_kind", "kind")
+        header, rows = await exports.export(self._desk.engine, request.kind, request.event_id)
+        return pb.CsvFile(text=exports.to_csv(header, rows))
+
+    async def ImportCsv(self, request: pb.ImportCsvRequest, context: Context) -> pb.ImportReport:
+        if not caller().service:
+            raise Unauthenticated("service_credential_required")
+        engine, event_id = self._desk.engine, request.event_id
+        try:
+            if request.kind == "catalogue":
+                report = await imports.import_catalogue(
+                    engine, event_id, request.text, request.title
+                )
+            elif request.kind == "phases":
+                report = await imports.import_phases(engine, event_id, request.text)
+            elif request.kind == "families":
+                report = await imports.import_families(engine, request.text)
+            else:
+                raise FieldError("invalid_kind", "kind")
+        except imports.BadFile as exc:
+            raise FieldError("bad_file", "file", detail=str(exc)) from None
+        return pb.ImportReport(
+            created=report.created,
+            updated=report.updated,
+            unchanged=report.unchanged,
+            rejected=report.lines()[1:],
         )
 
     async def GetCart(self, request: pb.GetCartRequest, context: Context) -> pb.Cart:

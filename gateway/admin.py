@@ -173,14 +173,11 @@ async def allocate(request: web.Request) -> web.StreamResponse:
 
 async def run_allocation(gw: Gateway, event_id: str, who: str) -> dict[str, Any]:
     """The cart service's allocation of ``event_id`` (the API's and the console's)."""
-    token = gw.settings.service_token
-    if gw.cart is None or token is None:
-        raise ApiError(503, "unavailable", detail="no cart service configured")
     done = await call_cart(
         gw,
         "Allocate",
         cart_pb2.AllocateRequest(event_id=event_id, run_by=who),
-        bearer_metadata(token.get_secret_value()),
+        _service_credential(gw),
     )
     return {
         "reserved": done.reserved,
@@ -203,26 +200,64 @@ async def cancel_registration(request: web.Request) -> web.StreamResponse:
     reason = body.get("reason", "") if isinstance(body, dict) else None
     if not isinstance(reason, str) or len(reason) > 500:
         raise ApiError(422, "invalid", field="reason", detail="a text of 500 characters at most")
-    token = gw.settings.service_token
-    if gw.cart is None or token is None:
-        raise ApiError(503, "unavailable", detail="no cart service configured")
+    return reply(await run_cancellation(gw, event_id, int(raw), reason.strip(), _who(request)))
+
+
+async def run_cancellation(
+    gw: Gateway, event_id: str, registration_id: int, reason: str, who: str
+) -> dict[str, Any]:
+    """The cart service's cancellation of a registration (the API's and the console's)."""
     done = await call_cart(
         gw,
         "CancelRegistration",
         cart_pb2.CancelRegistrationRequest(
-            event_id=event_id,
-            registration_id=int(raw),
-            reason=reason.strip(),
-            cancelled_by=_who(request),
+            event_id=event_id, registration_id=registration_id, reason=reason, cancelled_by=who
         ),
-        bearer_metadata(token.get_secret_value()),
+        _service_credential(gw),
     )
-    return reply(
-        {
-            "registration_id": done.registration_id,
-            "activity_id": done.activity_id,
-            "participant": done.participant,
-            "amount_cents": done.amount_cents,
-            "refund": done.refund_status or None,
-        }
+    return {
+        "registration_id": done.registration_id,
+        "activity_id": done.activity_id,
+        "participant": done.participant,
+        "amount_cents": done.amount_cents,
+        "refund": done.refund_status or None,
+    }
+
+
+async def staff_lookup(gw: Gateway, event_id: str, kind: str, key: str) -> list[Any]:
+    """The cart service's tables for the console: a family, a cart, an activity."""
+    found = await call_cart(
+        gw,
+        "StaffLookup",
+        cart_pb2.StaffLookupRequest(event_id=event_id, kind=kind, key=key),
+        _service_credential(gw),
     )
+    return list(found.tables)
+
+
+async def csv_export(gw: Gateway, event_id: str, kind: str) -> str:
+    """An export of the ledger as CSV text (the console's download)."""
+    found = await call_cart(
+        gw,
+        "ExportCsv",
+        cart_pb2.ExportCsvRequest(event_id=event_id, kind=kind),
+        _service_credential(gw),
+    )
+    return str(found.text)
+
+
+async def csv_import(gw: Gateway, event_id: str, kind: str, text: str, title: str) -> Any:
+    """A CSV import into the ledger and its report (the console's upload)."""
+    return await call_cart(
+        gw,
+        "ImportCsv",
+        cart_pb2.ImportCsvRequest(event_id=event_id, kind=kind, text=text, title=title),
+        _service_credential(gw),
+    )
+
+
+def _service_credential(gw: Gateway) -> tuple[tuple[str, str], ...]:
+    token = gw.settings.service_token
+    if gw.cart is None or token is None:
+        raise ApiError(503, "unavailable", detail="no cart service configured")
+    return bearer_metadata(token.get_secret_value())

@@ -171,7 +171,9 @@ def create_operator_app(public_app: web.Application) -> web.Application:
     """The operator listener's application (``WAITROOM_ADMIN_PORT``): the operator API
     and ``/metrics``, with the probes, on the Gateway that ``public_app`` sets up. Start
     it after ``public_app``: its handlers use what that application's context built."""
-    app = web.Application(client_max_size=64 * 1024)
+    # The staff console uploads the season's CSV files (a city's families): up to what
+    # one gRPC message to the cart service carries (4 MB).
+    app = web.Application(client_max_size=4 * 1024 * 1024 - 64 * 1024)
     app[PUBLIC_APP] = public_app
     app.on_response_prepare.append(harden)
     app.router.add_get("/healthz", healthz)

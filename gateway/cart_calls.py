@@ -41,7 +41,7 @@ async def call_cart(gw: Gateway, method: str, request: Message, metadata: Any) -
     timeout = gw.settings.grpc_deadline_s
     if method == "Checkout":  # the provider's time (and a wait for a slot) on top
         timeout += gw.settings.provider_timeout_s * 2 + gw.settings.grpc_deadline_s
-    elif method == "Allocate":  # a whole event's pending bookings, in one transaction
+    elif method in ("Allocate", "ImportCsv", "ExportCsv"):  # a whole event's data at once
         timeout = max(timeout, ALLOCATION_DEADLINE_S)
     try:
         return await getattr(gw.cart, method)(request, timeout=timeout, metadata=metadata)

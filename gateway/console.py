@@ -22,7 +22,13 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from gateway import staff
-from gateway.admin import run_allocation
+from gateway.admin import (
+    csv_export,
+    csv_import,
+    run_allocation,
+    run_cancellation,
+    staff_lookup,
+)
 from gateway.pages import render
 from gateway.replies import ApiError
 from gateway.state import Gateway, gateway_of
@@ -162,8 +168,11 @@ async def event_page(request: web.Request, who: staff.Staff) -> web.StreamRespon
 
 
 # What an action's redirect may say (anything else in the query is not shown).
-DONE = ("pause", "resume", "close", "rate", "allocation", "created", "replaced")
-ERRORS = ("invalid_event", "not_a_requests_event", "unavailable", "unknown_event")
+DONE = ("pause", "resume", "close", "rate", "allocation", "created", "replaced", "cancelled")
+ERRORS = (
+    "invalid_event", "not_a_requests_event", "unavailable", "unknown_event",
+    "unknown_registration", "bad_file",
+)  # fmt: skip
 
 
 def _outcome(request: web.Request) -> dict[str, str]:
@@ -259,6 +268,107 @@ async def create_event(request: web.Request, who: staff.Staff) -> web.StreamResp
     return _back(f"{PREFIX}/events/{event_id}", done=outcome)
 
 
+LOOKUPS = ("family", "cart", "activity")
+
+
+@_page("viewer")
+async def lookup(request: web.Request, who: staff.Staff) -> web.StreamResponse:
+    """A family (record, members, carts, registrations, waiting lists), a cart by its
+    number, or an activity's roster and waiting list; an operator may cancel a
+    registration from a family's or a cart's page."""
+    gw = gateway_of(request)
+    event_id = _event_id(request)
+    kind, key = request.query.get("kind", ""), request.query.get("key", "").strip()[:64]
+    if kind not in LOOKUPS or not key:
+        return _back(f"{PREFIX}/events/{event_id}")
+    try:
+        tables = await staff_lookup(gw, event_id, kind, key)
+        missing = ""
+    except ApiError as exc:
+        tables, missing = [], exc.code
+    return render(
+        request, "console_lookup.html.j2", who=who, event=event_id, kind=kind, key=key,
+        tables=tables, missing=missing, **_outcome(request),
+    )  # fmt: skip
+
+
+@_page("operator")
+async def cancel(request: web.Request, who: staff.Staff) -> web.StreamResponse:
+    """Cancel a registration from a lookup page: the seat frees (the waiting list is
+    offered it), what was paid is refunded, the family is emailed."""
+    gw = gateway_of(request)
+    event_id = _event_id(request)
+    raw = request.match_info["registration_id"]
+    form = await request.post()
+    reason = str(form.get("reason", "")).strip()[:500]
+    kind, key = str(form.get("kind", "")), str(form.get("key", ""))[:64]
+    back = f"{PREFIX}/events/{event_id}/lookup"
+    where = {"kind": kind if kind in LOOKUPS else "family", "key": key}
+    if not raw.isdigit() or len(raw) > 12:
+        raise web.HTTPNotFound()
+    try:
+        done = await run_cancellation(gw, event_id, int(raw), reason, who.name)
+    except ApiError as exc:
+        await staff.record(
+            gw.redis, who.name, "cancel", f"{event_id} #{raw}", f"refused: {exc.code}"
+        )
+        return _back(back, **where, error=exc.code)
+    outcome = f"refund={done['refund'] or '-'} amount={done['amount_cents']}"
+    await staff.record(gw.redis, who.name, "cancel", f"{event_id} #{raw}", outcome)
+    return _back(back, **where, done="cancelled")
+
+
+EXPORTS = ("registrations", "rosters", "waiting-lists", "releve24")
+IMPORTS = ("catalogue", "families", "phases")
+
+
+@_page("viewer")
+async def export(request: web.Request, who: staff.Staff) -> web.StreamResponse:
+    """The event's data as CSV, as ``waitroom export`` writes it (payments: the CLI)."""
+    gw = gateway_of(request)
+    event_id, kind = _event_id(request), request.match_info["kind"]
+    if kind not in EXPORTS:
+        raise web.HTTPNotFound()
+    text = await csv_export(gw, event_id, kind)
+    await staff.record(gw.redis, who.name, f"export {kind}", event_id, "ok")
+    return web.Response(
+        text=text, content_type="text/csv", charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{event_id}-{kind}.csv"',
+                 "Cache-Control": "no-store"},
+    )  # fmt: skip
+
+
+@_page("administrator")
+async def import_csv(request: web.Request, who: staff.Staff) -> web.StreamResponse:
+    """A CSV file in (the catalogue, the families, the phases), with its report: each
+    rejected line and why; the good lines written; the same file twice changes nothing."""
+    gw = gateway_of(request)
+    event_id = _event_id(request)
+    form = await request.post()
+    kind, upload = str(form.get("kind", "")), form.get("file")
+    if kind not in IMPORTS or not isinstance(upload, web.FileField):
+        return _back(f"{PREFIX}/events/{event_id}", error="bad_file")
+    try:
+        text = upload.file.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return _back(f"{PREFIX}/events/{event_id}", error="bad_file")
+    title = str(form.get("title", "")).strip()[:200]
+    try:
+        report = await csv_import(gw, event_id, kind, text, title)
+    except ApiError as exc:
+        await staff.record(gw.redis, who.name, f"import {kind}", event_id, f"refused: {exc.code}")
+        return _back(f"{PREFIX}/events/{event_id}", error="bad_file")
+    outcome = (
+        f"created={report.created} updated={report.updated} unchanged={report.unchanged}"
+        f" rejected={len(report.rejected)}"
+    )
+    await staff.record(gw.redis, who.name, f"import {kind}", event_id, outcome)
+    return render(
+        request, "console_import.html.j2", who=who, event=event_id, kind=kind, report=report,
+        filename=upload.filename,
+    )  # fmt: skip
+
+
 @_page("viewer")
 async def action_log(request: web.Request, who: staff.Staff) -> web.StreamResponse:
     lines = await staff.recent(gateway_of(request).redis)
@@ -274,6 +384,10 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(PREFIX + "/log", action_log)
     router.add_post(PREFIX + "/events", create_event)
     router.add_get(PREFIX + "/events/{event_id}", event_page)
+    router.add_get(PREFIX + "/events/{event_id}/lookup", lookup)
+    router.add_get(PREFIX + "/events/{event_id}/export/{kind}", export)
+    router.add_post(PREFIX + "/events/{event_id}/import", import_csv)
+    router.add_post(PREFIX + "/events/{event_id}/registrations/{registration_id}/cancel", cancel)
     for name, act in (
         ("pause", _pause),
         ("resume", _resume),

@@ -212,3 +212,146 @@ def test_staff_accounts_from_the_command_line(tmp_path: Path) -> None:
     assert staff_cli("list").stdout == "marie\tadministrator\n"
     assert staff_cli("remove", "marie").returncode == 0
     assert staff_cli("list").stdout == ""
+
+
+async def test_a_family_looked_up_and_a_registration_cancelled_from_the_console(
+    settings: Settings,
+    redis: Redis,
+    leader: QueueService,
+    tmp_path: Path,
+    aiohttp_client: ClientFactory,
+    browser: Browser,  # noqa: F811
+    shots: Path,  # noqa: F811
+) -> None:
+    """The Roys pay two weeks; an operator looks their record up in the console, sees the
+    registrations and the cart's payment, and cancels one week with a reason: refunded
+    once at the provider, the family emailed, the action in the log."""
+    from sqlalchemy import func, select
+
+    from payment_adapter.store import sandbox_refunds
+    from tests.registration import APPROVE, registration_stack
+    from tests.test_registration_api import _checkout, _ready_to_pay
+
+    path = tmp_path / "staff.json"
+    hashed = staff.hash_password(PASSWORDS["omar"])
+    staff.write_accounts(
+        path, {"omar": staff.Account(name="omar", role="operator", password_hash=hashed)}
+    )
+    db = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    async with registration_stack(settings, redis, db, aiohttp_client, staff_file=path) as s:
+        headers = await s.admitted()
+        await _ready_to_pay(s, headers)
+        _, paid = await _checkout(s, headers, APPROVE)
+        assert paid["outcome"] == "paid", paid
+        base = str(operator(s.client).make_url("/console/"))
+        context = await browser.new_context(viewport=DESKTOP, locale="fr-CA")
+        page = await context.new_page()
+        await page.goto(base)
+        await page.fill("[name=name]", "omar")
+        await page.fill("[name=password]", PASSWORDS["omar"])
+        await page.click("#login-form button")
+        await page.click("text=camp")
+        await page.select_option("#lookup-form [name=kind]", "family")
+        await page.fill("#lookup-form [name=key]", "100234")
+        await page.click("#lookup-form button")
+        await expect(page.locator("#table-members tbody tr")).to_have_count(5)
+        await expect(page.locator("#table-registrations tbody tr")).to_have_count(2)
+        await expect(page.locator("#table-carts")).to_contain_text("****4242")
+        await _snap(page, shots, "console-family-desktop")
+        assert await serious_violations(page) == []
+        first = page.locator("#table-registrations tbody tr").first
+        await first.locator("[name=reason]").fill("à la demande de la famille")
+        await first.locator("button").click()
+        await expect(page.locator("#done")).to_contain_text("Inscription annulée")
+        await expect(page.locator("#table-registrations tbody tr")).to_have_count(1)
+
+        async def emailed() -> bool:
+            return any("Annulation" in str(m["Subject"]) for m in s.mail.messages)
+
+        await wait_for(emailed, 10)
+        body = next(m for m in s.mail.messages if "Annulation" in str(m["Subject"]))
+        assert "à la demande de la famille" in body.get_content()
+        async with s.engine.connect() as conn:
+            refunds = (
+                await conn.execute(select(func.count()).select_from(sandbox_refunds))
+            ).scalar_one()
+        assert refunds == 1
+        lookup = f"{base}events/camp/lookup?kind="
+        await page.goto(lookup + "cart&key=" + paid["receipt"]["cart_number"])
+        await expect(page.locator("#table-registrations tbody tr")).to_have_count(1)
+        await page.goto(lookup + "activity&key=a78-w2")
+        await expect(page.locator("#table-roster tbody tr")).to_have_count(1)
+        await expect(page.locator("#table-roster")).to_contain_text("Léa")
+        await page.goto(lookup + "family&key=999999")
+        await expect(page.locator("#missing")).to_contain_text("unknown_family")
+        await page.click("text=Journal des actions")
+        await expect(page.locator("#log tbody tr").first).to_contain_text("refund=approved")
+        await context.close()
+
+
+async def test_the_seasons_data_in_and_out_from_the_console(
+    settings: Settings,
+    redis: Redis,
+    leader: QueueService,
+    tmp_path: Path,
+    aiohttp_client: ClientFactory,
+) -> None:
+    """An administrator downloads the registrations as CSV and uploads a families file:
+    the report names the bad line; the same file again changes nothing; a viewer may
+    download, not upload."""
+    import aiohttp
+
+    from tests.registration import APPROVE, registration_stack
+    from tests.test_registration_api import _checkout, _ready_to_pay
+
+    path = tmp_path / "staff.json"
+    staff.write_accounts(
+        path,
+        {
+            name: staff.Account(
+                name=name, role=ROLES[name], password_hash=staff.hash_password(PASSWORDS[name])
+            )
+            for name in ("ada", "vera")
+        },
+    )
+    db = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    async with registration_stack(settings, redis, db, aiohttp_client, staff_file=path) as s:
+        headers = await s.admitted()
+        await _ready_to_pay(s, headers)
+        _, paid = await _checkout(s, headers, APPROVE)
+        assert paid["outcome"] == "paid", paid
+        op = operator(s.client)
+        csrf = await _login(op, "ada")
+        resp = await op.get("/console/events/camp/export/registrations")
+        assert resp.status == 200 and resp.content_type == "text/csv"
+        assert "camp-registrations.csv" in resp.headers["Content-Disposition"]
+        lines = (await resp.text()).splitlines()
+        assert lines[0].startswith("registration_id,cart_number") and len(lines) == 3
+        families = (
+            "client_number,principal_phone,email,validated,member_id,first_name,last_name,"
+            "birth_date,relationship,class_level\n"
+            "200001,418 555-0101,lavoie@example.org,oui,P9001,Lina,Lavoie,2018-03-04,child,3\n"
+            "200001,418 555-0101,lavoie@example.org,oui,P9002,Marc,Lavoie,1980-01-01,boss,\n"
+        )
+
+        async def upload() -> str:
+            form = aiohttp.FormData()
+            form.add_field("csrf", csrf)
+            form.add_field("kind", "families")
+            form.add_field("file", families.encode(), filename="familles.csv")
+            answer = await op.post("/console/events/camp/import", data=form)
+            assert answer.status == 200, await answer.text()
+            return await answer.text()
+
+        first = await upload()
+        assert "1 créés, 0 modifiés, 0 inchangés, 1 refusés" in first
+        assert "line 3: relationship" in first
+        assert "0 créés, 0 modifiés, 1 inchangés, 1 refusés" in await upload()
+        await op.post("/console/logout", data={"csrf": csrf})
+        csrf = await _login(op, "vera")
+        assert (await op.get("/console/events/camp/export/rosters")).status == 200
+        form = aiohttp.FormData()
+        form.add_field("csrf", csrf)
+        form.add_field("kind", "families")
+        form.add_field("file", families.encode(), filename="familles.csv")
+        assert (await op.post("/console/events/camp/import", data=form)).status == 403

@@ -129,6 +129,21 @@ class CartServiceStub:
                 request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ClaimOfferRequest.SerializeToString,
                 response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ClaimOfferReply.FromString,
                 _registered_method=True)
+        self.StaffLookup = channel.unary_unary(
+                '/waitroom.cart.v1.CartService/StaffLookup',
+                request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.StaffLookupRequest.SerializeToString,
+                response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.StaffTables.FromString,
+                _registered_method=True)
+        self.ExportCsv = channel.unary_unary(
+                '/waitroom.cart.v1.CartService/ExportCsv',
+                request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ExportCsvRequest.SerializeToString,
+                response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CsvFile.FromString,
+                _registered_method=True)
+        self.ImportCsv = channel.unary_unary(
+                '/waitroom.cart.v1.CartService/ImportCsv',
+                request_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ImportCsvRequest.SerializeToString,
+                response_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ImportReport.FromString,
+                _registered_method=True)
 
 
 class CartServiceServicer:
@@ -270,6 +285,29 @@ class CartServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StaffLookup(self, request, context):
+        """Service credential only. What the staff console looks up: a family (its record,
+        members, carts, registrations, waiting lists), a cart by its number, an activity's
+        roster and waiting list; as named tables of text.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportCsv(self, request, context):
+        """Service credential only. The season's data out and in as CSV, as the `waitroom`
+        CLI does it (the console's downloads and uploads).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportCsv(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CartServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -367,6 +405,21 @@ def add_CartServiceServicer_to_server(servicer, server):
                     servicer.ClaimOffer,
                     request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ClaimOfferRequest.FromString,
                     response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ClaimOfferReply.SerializeToString,
+            ),
+            'StaffLookup': grpc.unary_unary_rpc_method_handler(
+                    servicer.StaffLookup,
+                    request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.StaffLookupRequest.FromString,
+                    response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.StaffTables.SerializeToString,
+            ),
+            'ExportCsv': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCsv,
+                    request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ExportCsvRequest.FromString,
+                    response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CsvFile.SerializeToString,
+            ),
+            'ImportCsv': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportCsv,
+                    request_deserializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ImportCsvRequest.FromString,
+                    response_serializer=waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ImportReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -882,6 +935,87 @@ class CartService:
             '/waitroom.cart.v1.CartService/ClaimOffer',
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ClaimOfferRequest.SerializeToString,
             waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ClaimOfferReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StaffLookup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waitroom.cart.v1.CartService/StaffLookup',
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.StaffLookupRequest.SerializeToString,
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.StaffTables.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCsv(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waitroom.cart.v1.CartService/ExportCsv',
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ExportCsvRequest.SerializeToString,
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.CsvFile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCsv(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waitroom.cart.v1.CartService/ImportCsv',
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ImportCsvRequest.SerializeToString,
+            waitroom_dot_pb_dot_cart_dot_v1_dot_cart__pb2.ImportReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -85,6 +85,16 @@ class CartServiceStub:
     put in a cart of the family's own (session "offer-<id>"), for the gateway to admit.
     Again: the same. FAILED_PRECONDITION offer_lapsed, NOT_FOUND unknown_offer.
     """
+    StaffLookup: _grpc.UnaryUnaryMultiCallable[_cart_pb2.StaffLookupRequest, _cart_pb2.StaffTables]
+    """Service credential only. What the staff console looks up: a family (its record,
+    members, carts, registrations, waiting lists), a cart by its number, an activity's
+    roster and waiting list; as named tables of text.
+    """
+    ExportCsv: _grpc.UnaryUnaryMultiCallable[_cart_pb2.ExportCsvRequest, _cart_pb2.CsvFile]
+    """Service credential only. The season's data out and in as CSV, as the `waitroom`
+    CLI does it (the console's downloads and uploads).
+    """
+    ImportCsv: _grpc.UnaryUnaryMultiCallable[_cart_pb2.ImportCsvRequest, _cart_pb2.ImportReport]
 
 @_typing.type_check_only
 class CartServiceAsyncStub(CartServiceStub):
@@ -136,6 +146,16 @@ class CartServiceAsyncStub(CartServiceStub):
     put in a cart of the family's own (session "offer-<id>"), for the gateway to admit.
     Again: the same. FAILED_PRECONDITION offer_lapsed, NOT_FOUND unknown_offer.
     """
+    StaffLookup: _aio.UnaryUnaryMultiCallable[_cart_pb2.StaffLookupRequest, _cart_pb2.StaffTables]  # type: ignore[assignment]
+    """Service credential only. What the staff console looks up: a family (its record,
+    members, carts, registrations, waiting lists), a cart by its number, an activity's
+    roster and waiting list; as named tables of text.
+    """
+    ExportCsv: _aio.UnaryUnaryMultiCallable[_cart_pb2.ExportCsvRequest, _cart_pb2.CsvFile]  # type: ignore[assignment]
+    """Service credential only. The season's data out and in as CSV, as the `waitroom`
+    CLI does it (the console's downloads and uploads).
+    """
+    ImportCsv: _aio.UnaryUnaryMultiCallable[_cart_pb2.ImportCsvRequest, _cart_pb2.ImportReport]  # type: ignore[assignment]
 
 class CartServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -298,5 +318,33 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
         put in a cart of the family's own (session "offer-<id>"), for the gateway to admit.
         Again: the same. FAILED_PRECONDITION offer_lapsed, NOT_FOUND unknown_offer.
         """
+
+    @_abc_1.abstractmethod
+    def StaffLookup(
+        self,
+        request: _cart_pb2.StaffLookupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cart_pb2.StaffTables, _abc.Awaitable[_cart_pb2.StaffTables]]:
+        """Service credential only. What the staff console looks up: a family (its record,
+        members, carts, registrations, waiting lists), a cart by its number, an activity's
+        roster and waiting list; as named tables of text.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportCsv(
+        self,
+        request: _cart_pb2.ExportCsvRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cart_pb2.CsvFile, _abc.Awaitable[_cart_pb2.CsvFile]]:
+        """Service credential only. The season's data out and in as CSV, as the `waitroom`
+        CLI does it (the console's downloads and uploads).
+        """
+
+    @_abc_1.abstractmethod
+    def ImportCsv(
+        self,
+        request: _cart_pb2.ImportCsvRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cart_pb2.ImportReport, _abc.Awaitable[_cart_pb2.ImportReport]]: ...
 
 def add_CartServiceServicer_to_server(servicer: CartServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
