@@ -107,7 +107,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not staff.NAME.match(name) or await staff.too_many_failures(gw.redis, name):
         ok, account = False, None
     else:
-        account = _accounts(gw).get(name)
+        try:
+            account = _accounts(gw).get(name)
+        except staff.StaffFileError as exc:  # a hand-edited file gone wrong: say so, once
+            log.error("staff console: %s", exc)
+            return render(request, "console_login.html.j2", error="staff_file", name=name)
         ok = staff.password_matches(account, password)
     if not ok or account is None:
         if staff.NAME.match(name):

@@ -178,6 +178,8 @@ FR: dict[str, str] = {
     " réessayez dans 15 minutes).",
     "con.err.no_accounts": "Aucun compte n'est configuré (WAITROOM_STAFF_FILE, waitroom staff"
     " add).",
+    "con.err.staff_file": "Le fichier des comptes (WAITROOM_STAFF_FILE) est illisible :"
+    " voyez le journal du gateway.",
     "con.err.invalid_event": "Refusé :",
     "con.err.not_a_requests_event": "Cet événement est vendu premier arrivé, premier servi :"
     " il n'a pas d'attribution.",
@@ -546,6 +548,8 @@ EN: dict[str, str] = {
     "con.err.login_refused": "Wrong user name or password (or too many tries: try again in"
     " 15 minutes).",
     "con.err.no_accounts": "No account is configured (WAITROOM_STAFF_FILE, waitroom staff add).",
+    "con.err.staff_file": "The accounts file (WAITROOM_STAFF_FILE) cannot be read: see the"
+    " gateway's log.",
     "con.err.invalid_event": "Refused:",
     "con.err.not_a_requests_event": "This event is sold first come, first served: it has no"
     " allocation.",

@@ -86,6 +86,14 @@ async def test_a_wrong_password_is_refused_and_counted(console: TestClient[Any, 
     assert locked.status == 401  # the right password, too late: the name is locked a while
 
 
+async def test_a_broken_staff_file_refuses_logins_with_a_message(
+    console: TestClient[Any, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "staff.json").write_text("{not json", "utf-8")
+    resp = await console.post("/console/login", data={"name": "omar", "password": "x" * 14})
+    assert resp.status == 200 and "WAITROOM_STAFF_FILE" in await resp.text()
+
+
 async def test_roles_and_csrf_guard_every_action(
     console: TestClient[Any, Any], redis: Redis
 ) -> None:
