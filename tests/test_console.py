@@ -169,6 +169,18 @@ async def test_the_console_in_a_browser(
     await page.click("text=camp")
     await expect(page.locator("#state")).to_be_visible()
     await expect(page.locator("#pause-button")).to_have_count(0)  # a viewer only reads
+    # ... and a pause she posts all the same (her own session's token) is refused.
+    await page.evaluate(
+        """() => {
+          const form = Object.assign(document.createElement("form"),
+            { method: "post", action: location.pathname + "/pause" });
+          form.append(Object.assign(document.createElement("input"),
+            { name: "csrf", value: document.querySelector("[name=csrf]").value }));
+          document.body.append(form);
+          form.submit();
+        }"""
+    )
+    await expect(page.locator("#refused")).to_have_text("Votre rôle ne permet pas cette action.")
     await page.goto(base)
     await page.click("text=Se déconnecter")
     await page.fill("[name=name]", "omar")
