@@ -273,7 +273,8 @@ FR: dict[str, str] = {
     "pay.requests": "Une fois la commande validée, vous ne pouvez plus annuler vos"
     " sélections. Elle restera « En attente » jusqu'à l'attribution des places par"
     " l'équipe ; vous recevrez alors le résultat de chaque réservation par courriel. Rien"
-    " n'est payé maintenant.",
+    " n'est payé maintenant. La semaine indiquée est la semaine type : chaque réservation"
+    " vaut pour toute l'année.",
     "pay.deferred": "Aucun paiement n'est exigé maintenant : le montant dû sera indiqué sur"
     " le reçu.",
     "pay.declined": "Paiement refusé ({reason}). Votre panier est intact : vérifiez la carte"
@@ -642,7 +643,8 @@ EN: dict[str, str] = {
     "pay.order": "Place the order",
     "pay.requests": "Once the order is placed, you can no longer cancel your choices. It"
     ' stays "Pending" until the team allocates the places; you will then receive the'
-    " result of each booking by email. Nothing is paid now.",
+    " result of each booking by email. Nothing is paid now. The week shown is the model"
+    " week: each booking stands for the whole year.",
     "pay.deferred": "No payment is required now: the amount due will be on the receipt.",
     "pay.declined": "Payment declined ({reason}). Your cart is intact: check the card or try"
     " another one.",
