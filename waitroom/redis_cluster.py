@@ -15,24 +15,29 @@ from pathlib import Path
 
 import redis
 
-from waitroom.redis_server import RedisServer, find_redis_server, free_port
+from waitroom.redis_server import RedisServer, find_redis_server, free_port, reserve_port
 
 NODE_TIMEOUT_MS = 1000
 BUS_OFFSET = 10_000  # a node also listens on its port + 10 000 (the cluster bus)
 
 
 def free_node_port() -> int:
-    """A free port whose cluster-bus port (10 000 higher) is free too."""
+    """A free port whose cluster-bus port (10 000 higher) is free too, and kept from every
+    later ``free_port`` of this process: the nodes of a cluster are all given their ports
+    before any starts, so a later node was once handed an earlier node's bus port (CI:
+    "bind: Address already in use" at its start)."""
     while True:
         port = free_port()
-        if port + BUS_OFFSET > 65_535:
+        bus = port + BUS_OFFSET
+        if bus > 65_535:
             continue
         with socket.socket() as probe:
             try:
-                probe.bind(("127.0.0.1", port + BUS_OFFSET))
+                probe.bind(("127.0.0.1", bus))
             except OSError:
                 continue
-        return port
+        if reserve_port(bus):
+            return port
 
 
 def cluster_healthy(nodes: Iterable[tuple[str, int]]) -> bool:

@@ -53,6 +53,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def reserve_port(port: int) -> bool:
+    """Keep ``port`` from ``free_port`` in this process (a port a server will bind later
+    beside the one it was handed: a cluster node's bus); False when it is taken already."""
+    if port in _HANDED:
+        return False
+    _HANDED.add(port)
+    return True
+
+
 def free_ports_in_a_row(count: int) -> int:
     """The first of ``count`` consecutive TCP ports on 127.0.0.1 that nothing listens on."""
     while True:
