@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import Row, bindparam, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cart_service import families as family_records
@@ -222,11 +222,9 @@ async def _phase_wait(
     return next_opening(found, await priority_family(conn, client_number), now)
 
 
-async def waiting_places(
-    conn: AsyncConnection, event_id: str, client_number: str, now: int
-) -> list[WaitingPlace]:
-    """The family's entries on this event's waiting lists, each with its place in line,
-    after the seats offered to it that still run (place 0, with the offer's end)."""
+def _waiting_places_query() -> Any:
+    """The family's offers that still run (place 0, with their end), then its waiting-list
+    entries with their places: one statement, built once (every cart answer reads it)."""
     ahead = waiting_list.alias("ahead")
     position = (
         select(func.count())
@@ -235,61 +233,55 @@ async def waiting_places(
         .correlate(waiting_list)
         .scalar_subquery()
     )
-    rows = (
-        await conn.execute(
-            select(
-                waiting_list.c.activity_id,
-                activities.c.title,
-                waiting_list.c.participant,
-                members.c.first_name,
-                members.c.last_name,
-                position.label("position"),
-            )
-            .join(activities, activities.c.id == waiting_list.c.activity_id)
-            .join(members, members.c.id == waiting_list.c.participant)
-            .where(
-                waiting_list.c.client_number == client_number,
-                activities.c.event_id == event_id,
-            )
-            .order_by(activities.c.starts_on, waiting_list.c.id)
-        )
-    ).all()
     offered = (
-        await conn.execute(
-            select(
-                offers.c.activity_id,
-                activities.c.title,
-                offers.c.participant,
-                members.c.first_name,
-                members.c.last_name,
-                offers.c.expires_at_ms,
-            )
-            .join(activities, activities.c.id == offers.c.activity_id)
-            .join(members, members.c.id == offers.c.participant)
-            .where(
-                offers.c.event_id == event_id,
-                offers.c.client_number == client_number,
-                offers.c.status == "open",
-                offers.c.expires_at_ms > now,
-            )
-            .order_by(offers.c.id)
+        select(
+            literal(0).label("grp"), activities.c.starts_on, offers.c.id.label("seq"),
+            offers.c.activity_id, activities.c.title, offers.c.participant,
+            members.c.first_name, members.c.last_name, literal(0).label("position"),
+            offers.c.expires_at_ms.label("until"),
         )
-    ).all()
+        .join(activities, activities.c.id == offers.c.activity_id)
+        .join(members, members.c.id == offers.c.participant)
+        .where(
+            offers.c.event_id == bindparam("event_id"),
+            offers.c.client_number == bindparam("client_number"),
+            offers.c.status == "open",
+            offers.c.expires_at_ms > bindparam("now"),
+        )
+    )  # fmt: skip
+    entries = (
+        select(
+            literal(1).label("grp"), activities.c.starts_on, waiting_list.c.id.label("seq"),
+            waiting_list.c.activity_id, activities.c.title, waiting_list.c.participant,
+            members.c.first_name, members.c.last_name, position.label("position"),
+            literal(0).label("until"),
+        )
+        .join(activities, activities.c.id == waiting_list.c.activity_id)
+        .join(members, members.c.id == waiting_list.c.participant)
+        .where(
+            waiting_list.c.client_number == bindparam("client_number"),
+            activities.c.event_id == bindparam("event_id"),
+        )
+    )  # fmt: skip
+    both = union_all(offered, entries).subquery()
+    return select(both).order_by(both.c.grp, both.c.starts_on, both.c.seq)
+
+
+_WAITING_PLACES = _waiting_places_query()
+
+
+async def waiting_places(
+    conn: AsyncConnection, event_id: str, client_number: str, now: int
+) -> list[WaitingPlace]:
+    """The family's entries on this event's waiting lists, each with its place in line,
+    after the seats offered to it that still run (place 0, with the offer's end)."""
+    params = {"event_id": event_id, "client_number": client_number, "now": now}
     return [
-        *(
-            WaitingPlace(
-                r.activity_id, r.title, r.participant, f"{r.first_name} {r.last_name}", 0,
-                int(r.expires_at_ms),
-            )
-            for r in offered
-        ),
-        *(
-            WaitingPlace(
-                r.activity_id, r.title, r.participant, f"{r.first_name} {r.last_name}",
-                int(r.position),
-            )
-            for r in rows
-        ),
+        WaitingPlace(
+            r.activity_id, r.title, r.participant, f"{r.first_name} {r.last_name}",
+            int(r.position), int(r.until),
+        )
+        for r in (await conn.execute(_WAITING_PLACES, params)).all()
     ]  # fmt: skip
 
 
