@@ -31,7 +31,7 @@ from cart_service.mail import Confirmation, queue_confirmation
 from cart_service.orders import reserved_counts
 from cart_service.phases import phases_of
 from cart_service.seats import lock_activities
-from cart_service.snapshots import event_row, receipt_of
+from cart_service.snapshots import cart_row, event_row, receipt_of
 from waitroom.db import writing
 from waitroom.schedule import iso_at
 from waitroom.validation import Refused
@@ -202,6 +202,7 @@ async def _tell(
             settled_at_ms=now,
         )
     )
-    cart = (await conn.execute(select(carts).where(carts.c.id == cart_id))).one()
+    cart = await cart_row(conn, cart_id)
+    assert cart is not None
     receipt = await receipt_of(conn, cart)
     await queue_confirmation(conn, cart_id, Confirmation(receipt, reorder_until), mail_from, now)

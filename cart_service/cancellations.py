@@ -22,10 +22,9 @@ from cart_service.ledger import (
     cancellations,
     carts,
     members,
-    outbox,
     registrations,
 )
-from cart_service.mail import render
+from cart_service.mail import queue_email, render
 from cart_service.payment_port import PaymentUnreachable
 from waitroom.db import writing
 from waitroom.validation import FieldError, NotFound
@@ -169,13 +168,5 @@ async def _queue_email(
         amount_cents=row.price_cents,
         cart_number=number,
     )
-    await conn.execute(
-        insert(outbox).values(
-            cart_id=row.cart_id,
-            recipient=row.payer_email,
-            subject=f"Annulation d'inscription / Registration cancelled — {number}",
-            body=body,
-            created_at_ms=now,
-            attempts=0,
-        )
-    )
+    subject = f"Annulation d'inscription / Registration cancelled — {number}"
+    await queue_email(conn, row.cart_id, row.payer_email, subject, body, now)

@@ -87,12 +87,25 @@ async def queue_confirmation(
     if not mail.receipt.payer_email:
         log.warning("cart %s confirmed with no payer email: no confirmation sent", cart_id)
         return
+    await queue_email(conn, cart_id, mail.receipt.payer_email, mail.subject(), mail.body(), now_ms)
+
+
+async def queue_email(
+    conn: AsyncConnection,
+    cart_id: str | None,
+    recipient: str,
+    subject: str,
+    body: str,
+    now_ms: int,
+) -> None:
+    """Write one email to the outbox in the caller's transaction (sent after it commits);
+    ``cart_id``: the cart it is about, if any."""
     await conn.execute(
         insert(outbox).values(
             cart_id=cart_id,
-            recipient=mail.receipt.payer_email,
-            subject=mail.subject(),
-            body=mail.body(),
+            recipient=recipient,
+            subject=subject,
+            body=body,
             created_at_ms=now_ms,
             attempts=0,
         )

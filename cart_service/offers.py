@@ -35,10 +35,9 @@ from cart_service.ledger import (
     families,
     members,
     offers,
-    outbox,
     waiting_list,
 )
-from cart_service.mail import render
+from cart_service.mail import queue_email, render
 from cart_service.seats import lock_activities, taken_column
 from cart_service.snapshots import event_row
 from waitroom.db import writing
@@ -135,16 +134,8 @@ async def _offer(
                 link=f"{public_url}/register/{act.event_id}/#offer={token}",
                 until=iso_at(expires, timezone),
             )
-            await conn.execute(
-                insert(outbox).values(
-                    cart_id=None,
-                    recipient=entry.email,
-                    subject=f"Une place vous est offerte / A place is offered to you — {act.title}",
-                    body=body,
-                    created_at_ms=now,
-                    attempts=0,
-                )
-            )
+            subject = f"Une place vous est offerte / A place is offered to you — {act.title}"
+            await queue_email(conn, None, entry.email, subject, body, now)
     return len(entries)
 
 

@@ -29,7 +29,13 @@ from cart_service.ledger import (
 from cart_service.mail import Confirmation, queue_confirmation
 from cart_service.model import Receipt
 from cart_service.phases import phases_of, priority_family
-from cart_service.snapshots import event_row, new_cart_number, new_owner_number, receipt_of
+from cart_service.snapshots import (
+    cart_row,
+    event_row,
+    new_cart_number,
+    new_owner_number,
+    receipt_of,
+)
 from waitroom.schedule import iso_at
 from waitroom.validation import Refused
 
@@ -135,7 +141,8 @@ async def place_order(
             settled_at_ms=now,
         )
     )
-    ordered = (await conn.execute(select(carts).where(carts.c.id == cart.id))).one()
+    ordered = await cart_row(conn, cart.id)
+    assert ordered is not None
     receipt = await receipt_of(conn, ordered)
     await queue_confirmation(conn, cart.id, Confirmation(receipt), desk.mail_from, now)
     return receipt

@@ -29,7 +29,7 @@ from gateway.admin import (
     run_cancellation,
     staff_lookup,
 )
-from gateway.pages import render
+from gateway.pages import event_id_of, render
 from gateway.replies import ApiError
 from gateway.state import Gateway, gateway_of
 from waitroom import events
@@ -150,17 +150,10 @@ async def home(request: web.Request, who: staff.Staff) -> web.StreamResponse:
     return render(request, "console_events.html.j2", who=who, rows=rows, **_outcome(request))
 
 
-def _event_id(request: web.Request) -> str:
-    event_id = request.match_info["event_id"]
-    if not EVENT_ID_RE.match(event_id):
-        raise web.HTTPNotFound()
-    return event_id
-
-
 @_page("viewer")
 async def event_page(request: web.Request, who: staff.Staff) -> web.StreamResponse:
     gw = gateway_of(request)
-    event_id = _event_id(request)
+    event_id = event_id_of(request)
     view = await gw.store.refresh_event(event_id)
     if view is None:
         raise web.HTTPNotFound()
@@ -193,7 +186,7 @@ def _action(name: str, act: Callable[[Gateway, str, Any, staff.Staff], Awaitable
 
     async def handler(request: web.Request, who: staff.Staff) -> web.StreamResponse:
         gw = gateway_of(request)
-        event_id = _event_id(request)
+        event_id = event_id_of(request)
         form = await request.post()
         where = f"{PREFIX}/events/{event_id}"
         try:
@@ -281,7 +274,7 @@ async def lookup(request: web.Request, who: staff.Staff) -> web.StreamResponse:
     number, or an activity's roster and waiting list; an operator may cancel a
     registration from a family's or a cart's page."""
     gw = gateway_of(request)
-    event_id = _event_id(request)
+    event_id = event_id_of(request)
     kind, key = request.query.get("kind", ""), request.query.get("key", "").strip()[:64]
     if kind not in LOOKUPS or not key:
         return _back(f"{PREFIX}/events/{event_id}")
@@ -301,7 +294,7 @@ async def cancel(request: web.Request, who: staff.Staff) -> web.StreamResponse:
     """Cancel a registration from a lookup page: the seat frees (the waiting list is
     offered it), what was paid is refunded, the family is emailed."""
     gw = gateway_of(request)
-    event_id = _event_id(request)
+    event_id = event_id_of(request)
     raw = request.match_info["registration_id"]
     form = await request.post()
     reason = str(form.get("reason", "")).strip()[:500]
@@ -330,7 +323,7 @@ IMPORTS = ("catalogue", "families", "phases")
 async def export(request: web.Request, who: staff.Staff) -> web.StreamResponse:
     """The event's data as CSV, as ``waitroom export`` writes it (payments: the CLI)."""
     gw = gateway_of(request)
-    event_id, kind = _event_id(request), request.match_info["kind"]
+    event_id, kind = event_id_of(request), request.match_info["kind"]
     if kind not in EXPORTS:
         raise web.HTTPNotFound()
     text = await csv_export(gw, event_id, kind)
@@ -347,7 +340,7 @@ async def import_csv(request: web.Request, who: staff.Staff) -> web.StreamRespon
     """A CSV file in (the catalogue, the families, the phases), with its report: each
     rejected line and why; the good lines written; the same file twice changes nothing."""
     gw = gateway_of(request)
-    event_id = _event_id(request)
+    event_id = event_id_of(request)
     form = await request.post()
     kind, upload = str(form.get("kind", "")), form.get("file")
     if kind not in IMPORTS or not isinstance(upload, web.FileField):

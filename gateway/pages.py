@@ -113,7 +113,7 @@ def _origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _event_id(request: web.Request) -> str:
+def event_id_of(request: web.Request) -> str:
     event_id = request.match_info["event_id"]
     if not EVENT_ID_RE.match(event_id):
         raise web.HTTPNotFound()
@@ -122,17 +122,17 @@ def _event_id(request: web.Request) -> str:
 
 @json_errors
 async def waiting_room(request: web.Request) -> web.StreamResponse:
-    return render(request, "waiting.html.j2", _event_id(request))
+    return render(request, "waiting.html.j2", event_id_of(request))
 
 
 @json_errors
 async def draw(request: web.Request) -> web.StreamResponse:
-    return render(request, "draw.html.j2", _event_id(request))
+    return render(request, "draw.html.j2", event_id_of(request))
 
 
 @json_errors
 async def register(request: web.Request) -> web.StreamResponse:
-    return render(request, "register.html.j2", _event_id(request))
+    return render(request, "register.html.j2", event_id_of(request))
 
 
 @json_errors
