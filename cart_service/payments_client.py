@@ -14,7 +14,7 @@ from cart_service.payment_port import CardInput, PaymentResult, PaymentUnreachab
 from waitroom.pb.payment.v1 import payment_pb2 as pb
 from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
 from waitroom.rpc import bearer_metadata, refusal_of
-from waitroom.validation import NotFound
+from waitroom.validation import NotFound, Unavailable
 
 _STATUS = {
     pb.PAYMENT_STATUS_APPROVED: "approved",
@@ -49,14 +49,16 @@ class GrpcPayments:
 
     async def _call(self, method: str, request: Any) -> Any:
         """One call with the service's credential; a refusal is raised as the domain
-        error, anything else as PaymentUnreachable (the outcome is not known here)."""
+        error, anything else as PaymentUnreachable (the outcome is not known here). An
+        adapter that could not reach its database (``Unavailable``) may have sent the
+        charge before it failed: unknown too, never a refusal."""
         try:
             return await getattr(self._stub, method)(
                 request, timeout=self._charge_timeout_s, metadata=self._metadata()
             )
         except grpc.aio.AioRpcError as exc:
             refusal = refusal_of(exc)
-            if refusal is not None:
+            if refusal is not None and not isinstance(refusal, Unavailable):
                 raise refusal from None
             raise PaymentUnreachable(exc.code().name) from None
 

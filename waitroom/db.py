@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 from sqlalchemy import event, make_url, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
@@ -318,3 +319,40 @@ async def _on_server(server_url: str, sql: str) -> None:
             await conn.execute(text(sql))
     finally:
         await admin.dispose()
+
+
+# PostgreSQL's SQLSTATE classes of a database that cannot serve right now: 08, connection
+# exceptions; 57P, operator intervention (shutting down, crash recovery, "cannot connect
+# now" while it starts).
+_UNREACHABLE_SQLSTATES = ("08", "57P")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached or was going away (a
+    restart, a failover, a refused or broken connection, SQLite's lock held too long),
+    rather than that the statement or the code was wrong. Such a call failed whole: its
+    transaction did not commit, or its connection broke before the answer, so the caller
+    may try again (the services answer it UNAVAILABLE, see ``waitroom.rpc``)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError):  # refused, reset, timed out (TimeoutError)
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, (sa_exc.DisconnectionError, sa_exc.InterfaceError)):
+            return True
+        if str(getattr(current, "sqlstate", "") or "").startswith(_UNREACHABLE_SQLSTATES):
+            return True
+        if isinstance(current, sqlite3.OperationalError) and "locked" in str(current):
+            return True
+        orig = getattr(current, "orig", None)
+        driver = getattr(current, "driver_exception", None)
+        for inner in (orig, driver, current.__cause__, current.__context__):
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+    return False

@@ -16,6 +16,7 @@ import asyncio
 import contextvars
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
@@ -26,8 +27,9 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from waitroom import logs
+from waitroom.db import unreachable
 from waitroom.tokens import AdmissionVerifier, InvalidAdmission
-from waitroom.validation import Refused, Unauthenticated, refused
+from waitroom.validation import Refused, Unauthenticated, Unavailable, refused
 
 log = logging.getLogger(__name__)
 DOMAIN = "waitroom"
@@ -199,7 +201,16 @@ class RefusalInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     connection to be cleaned up by the pool (on SQLite, holding the database's write
     lock meanwhile). The handler runs shielded instead: the change commits or rolls back
     whole, and the client that retries sees it.
+
+    A call that failed because the database could not be reached (``db.unreachable``: a
+    restart, a failover) is answered UNAVAILABLE, which callers' channels try again on
+    any replica (``waitroom.channels``), and logged as one line every few seconds with
+    the count since the last, not a traceback per call: a one-second restart of
+    PostgreSQL under load once wrote 22 000 lines.
     """
+
+    def __init__(self) -> None:
+        self._outage = _OutageLog()
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -208,12 +219,18 @@ class RefusalInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None or handler.unary_unary is None:
             return handler
         inner = handler.unary_unary
+        method = handler_call_details.method
 
         async def answer(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
                 return await cast(Any, inner)(request, context)
             except Refused as refusal:
                 await abort(context, refusal)
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                self._outage.note(method, exc)
+                await abort(context, Unavailable("unavailable", reason="database"))
 
         async def serve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             task = asyncio.ensure_future(answer(request, context))
@@ -224,6 +241,27 @@ class RefusalInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 raise
 
         return wrap_unary(handler, serve)
+
+
+class _OutageLog:
+    """At most one warning per ``every_s`` about calls failed on an unreachable database."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self._every_s = every_s
+        self._next = 0.0
+        self._since = 0
+
+    def note(self, method: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._since += 1
+            return
+        more = f" ({self._since} more calls since the last line)" if self._since else ""
+        log.warning(
+            "database unreachable, answered UNAVAILABLE: %s in %s: %s%s",
+            type(exc).__name__, method, str(exc).splitlines()[0][:200] if str(exc) else "", more,
+        )  # fmt: skip
+        self._next, self._since = now + self._every_s, 0
 
 
 def _after_cancel(task: asyncio.Future[Any]) -> None:
