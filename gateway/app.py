@@ -16,6 +16,7 @@ from gateway.joiner import JoinCoalescer
 from gateway.pages import STATIC_DIR
 from gateway.replies import FALLBACK_PATH, error, harden, reply, unmatched
 from gateway.state import GATEWAY, PUBLIC_APP, Gateway, gateway_of
+from waitroom.aio import loop_task
 from waitroom.channels import service_channel
 from waitroom.metrics import exposition
 from waitroom.pb.cart.v1 import cart_pb2, cart_pb2_grpc
@@ -80,9 +81,9 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     # the poll path for tens of milliseconds as the heap grows.
     gc.freeze()
     tasks = [
-        asyncio.create_task(store.run(settings.refresh_interval_s, stop), name="views"),
-        asyncio.create_task(heartbeats.run(settings.heartbeat_flush_s, stop), name="heartbeats"),
-        asyncio.create_task(observe.run(stop), name="metrics"),
+        loop_task(store.run(settings.refresh_interval_s, stop), "views", stop),
+        loop_task(heartbeats.run(settings.heartbeat_flush_s, stop), "heartbeats", stop),
+        loop_task(observe.run(stop), "metrics", stop),
     ]
     yield
     stop.set()

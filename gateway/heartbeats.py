@@ -16,9 +16,9 @@ import logging
 from collections import defaultdict
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from waitroom.aio import pause
+from waitroom.redis_conn import unavailable
 from waitroom.tickets import record_heartbeats
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,12 @@ class HeartbeatBuffer:
         return sum(len(beats) for beats in self._seen.values())
 
     async def flush(self) -> None:
-        """Write what was gathered; on failure keep it (newest time wins) for the next try."""
+        """Write what was gathered; on any failure keep it (newest time wins) for the next
+        try: a heartbeat dropped here costs a parent their place in line."""
         batch, self._seen = self._seen, defaultdict(dict)
         try:
             await record_heartbeats(self._redis, batch)
-        except (RedisError, OSError):
+        except BaseException:
             for event_id, beats in batch.items():
                 current = self._seen[event_id]
                 for arrival, ms in beats.items():
@@ -58,9 +59,21 @@ class HeartbeatBuffer:
             raise
 
     async def run(self, interval_s: float, stop: asyncio.Event) -> None:
+        """Flush every ``interval_s`` until ``stop``. Nothing ends this loop but ``stop``:
+        if it died, this gateway would stop recording heartbeats, and every parent whose
+        polls it answered would be taken for gone when their turn came."""
+        failing = False
         while not stop.is_set():
             await pause(stop, interval_s)
             try:
                 await self.flush()
-            except (RedisError, OSError) as exc:
-                log.warning("heartbeats kept for later, redis unavailable: %s", exc)
+            except Exception as exc:
+                if not unavailable(exc):
+                    log.exception("heartbeats not written, kept for the next try")
+                elif not failing:
+                    log.warning("heartbeats kept for later, redis unavailable: %r", exc)
+                failing = True
+                continue
+            if failing:
+                log.warning("heartbeats written again")
+            failing = False

@@ -14,12 +14,11 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 
 import orjson
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from gateway import observe
 from gateway.state import gateway_of
 from waitroom import logs
-from waitroom.redis_conn import lost_connection
+from waitroom.redis_conn import unavailable as redis_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +127,9 @@ async def _answering_errors(
         if exc.status < 400:
             raise
         return error(exc.status, _CODES.get(exc.status, "error"))
-    except (RedisError, OSError, TimeoutError):
-        log.warning("redis unavailable during %s %s", request.method, request.path)
-        return unavailable()
     except Exception as exc:
-        if lost_connection(exc):  # a Redis connection closed under the client: a failover
-            log.warning("redis connection lost during %s %s", request.method, request.path)
+        if redis_unavailable(exc):  # down, or failing over
+            log.warning("redis unavailable during %s %s: %r", request.method, request.path, exc)
             return unavailable()
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error(500, "internal")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
-from redis.exceptions import RedisError
-
 from waitroom import keys
+from waitroom.redis_conn import unavailable
 from waitroom.scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -46,8 +45,10 @@ class Leadership:
                 keys=[keys.LEADER, keys.LEADER_EPOCH],
                 args=[self.value or "", self.ttl_ms, self.instance],
             )
-        except RedisError as exc:
-            log.warning("lease not renewed, redis unavailable: %s", exc)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            log.warning("lease not renewed, redis unavailable: %r", exc)
             return self.is_leader()
         if value is None:
             if self.value is not None:
@@ -66,6 +67,8 @@ class Leadership:
             return
         try:
             await self._scripts.release(keys=[keys.LEADER], args=[self.value])
-        except RedisError as exc:
-            log.warning("lease not released: %s", exc)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            log.warning("lease not released: %r", exc)
         self.value = None

@@ -14,6 +14,7 @@ from queue_service.admin_grpc import AdminAuthInterceptor, QueueAdminServicer
 from queue_service.metrics import EventCollector
 from queue_service.service import QueueService
 from waitroom import logs, metrics, tls
+from waitroom.aio import loop_task
 from waitroom.grpc_server import GRACE_S, start_server, until_signalled
 from waitroom.pb.queue.v1 import queue_admin_pb2_grpc as pb_grpc
 from waitroom.redis_conn import make_redis
@@ -46,10 +47,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     collector = EventCollector(service.store)
     REGISTRY.register(collector)
     metrics.serve(settings.grpc_host, settings.queue_metrics_port)
-    loop_task = asyncio.create_task(service.run(stop))
+    outflow = loop_task(service.run(stop), "outflow", stop)
     await stop.wait()
     await running.stop_serving()
-    await loop_task
+    await outflow
     await running.server.stop(GRACE_S)
     REGISTRY.unregister(collector)
     await redis.aclose()

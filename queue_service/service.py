@@ -6,12 +6,13 @@ import asyncio
 import logging
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from queue_service.leadership import Leadership
 from queue_service.outflow import EventOutflow
 from waitroom.aio import pause
 from waitroom.metrics import LEADER
+from waitroom.redis_conn import unavailable
 from waitroom.scripts import Scripts
 from waitroom.viewstore import ViewStore
 
@@ -60,9 +61,10 @@ class QueueService:
         while not stop.is_set():
             try:
                 await self.tick()
-            except (RedisError, OSError) as exc:
-                log.warning("tick skipped, redis unavailable: %s", exc)
-            except Exception:
-                log.exception("tick failed")
+            except Exception as exc:
+                if unavailable(exc):
+                    log.warning("tick skipped, redis unavailable: %r", exc)
+                else:
+                    log.exception("tick failed")
             await pause(stop, self.tick_s)
         await self.leadership.release()

@@ -10,6 +10,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError, SlotNotCoveredError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
@@ -35,6 +36,22 @@ def make_redis(url: str, max_connections: int = 64, cluster: bool = False) -> Re
     return Redis.from_url(
         url, retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2), **common
     )
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means Redis cannot answer now (down, unreachable, failing over), as
+    opposed to a bug. Besides ``RedisError`` and socket errors, the cluster client raises
+    some outside that hierarchy: ``SlotNotCoveredError`` while a replica takes over (the
+    slot map it re-read has no master for the key yet), ``RedisClusterException`` "cannot
+    be connected" raised from a connection error when no node answers (this host's link
+    is down), and a closed connection's leak (``lost_connection``). The fault drill found
+    each of them ending a background loop that caught only ``RedisError``."""
+    if isinstance(exc, RedisError | SlotNotCoveredError | OSError) or lost_connection(exc):
+        return True
+    if isinstance(exc, RedisClusterException):
+        cause = exc.__cause__ or exc.__context__
+        return cause is not None and unavailable(cause)
+    return False
 
 
 def lost_connection(exc: BaseException) -> bool:

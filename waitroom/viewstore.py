@@ -8,13 +8,13 @@ import time
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from waitroom import keys
 from waitroom.aio import pause
 from waitroom.clock import SharedClock
 from waitroom.draw import DrawnOrder
 from waitroom.metrics import REDIS_LATENCY, timed
+from waitroom.redis_conn import unavailable
 from waitroom.schedule import EventConfig
 from waitroom.view import EventView
 
@@ -143,10 +143,10 @@ class ViewStore:
                 if failing:
                     log.warning("redis reachable again")
                 failing = False
-            except (RedisError, OSError) as exc:
-                if not failing:
-                    log.warning("cannot refresh event views: %s", exc)
-                failing = True
-            except Exception:
-                log.exception("event view refresh failed")
+            except Exception as exc:
+                if not unavailable(exc):
+                    log.exception("event view refresh failed")
+                elif not failing:
+                    log.warning("cannot refresh event views: %r", exc)
+                    failing = True
             await pause(stop, interval_s)
