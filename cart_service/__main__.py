@@ -19,7 +19,7 @@ from cart_service.payments_client import GrpcPayments
 from cart_service.servicer import SERVICE_NAME, CartServicer
 from waitroom import logs, metrics, tls
 from waitroom.channels import service_channel
-from waitroom.db import make_engine, pool_options
+from waitroom.db import make_engine, pool_options, unreachable
 from waitroom.grpc_server import start_server, until_signalled
 from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
 from waitroom.pb.payment.v1 import payment_pb2
@@ -110,8 +110,11 @@ async def serve(
                 await holds.count_expired(engine, last_pass_ms, now_ms)
                 last_pass_ms = now_ms
                 await _publish_seats(engine, now_ms)
-        except Exception:  # keep serving; the next pass tries again
-            log.exception("settle/email pass failed")
+        except Exception as exc:  # keep serving; the next pass tries again
+            if unreachable(exc):
+                log.warning("settle/email pass skipped, database unreachable: %r", exc)
+            else:
+                log.exception("settle/email pass failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_first(stop.wait(), wake.wait()), settings.settle_interval_s)
     await asyncio.gather(*(listener.stop() for listener in listeners))

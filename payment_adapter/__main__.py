@@ -15,7 +15,7 @@ from payment_adapter.refunds import RefundService
 from payment_adapter.servicer import SERVICE_NAME, PaymentAdapterServicer
 from payment_adapter.store import create_schema
 from waitroom import logs, metrics, tls
-from waitroom.db import make_engine, pool_options
+from waitroom.db import make_engine, pool_options, unreachable
 from waitroom.grpc_server import start_server, until_signalled
 from waitroom.pb.payment.v1 import payment_pb2_grpc as pb_grpc
 from waitroom.rpc import CallerInterceptor
@@ -81,8 +81,11 @@ async def serve(
             if settled:
                 log.info("reconciled %d payments", settled)
             await service.measure_unknown()
-        except Exception:  # keep serving; the next pass tries again
-            log.exception("reconciliation pass failed")
+        except Exception as exc:  # keep serving; the next pass tries again
+            if unreachable(exc):
+                log.warning("reconciliation pass skipped, database unreachable: %r", exc)
+            else:
+                log.exception("reconciliation pass failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.settle_interval_s)
     await running.stop()

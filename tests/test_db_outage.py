@@ -16,11 +16,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cart_service.payment_port import CardInput, PaymentUnreachable
+from cart_service.payments_client import GrpcPayments
 from waitroom.channels import service_channel
 from waitroom.db import make_engine, reading, unreachable
 from waitroom.grpc_server import RunningServer, start_server
 from waitroom.pb.cart.v1 import cart_pb2 as pb
 from waitroom.pb.cart.v1 import cart_pb2_grpc as pb_grpc
+from waitroom.pb.payment.v1 import payment_pb2 as pay_pb
 from waitroom.redis_server import free_port
 from waitroom.rpc import refusal_of
 from waitroom.validation import Unavailable
@@ -108,14 +111,10 @@ async def test_a_repeatable_call_goes_through_once_the_database_is_back(
         async with service_channel(target, SERVICE, ("GetCart",)) as channel:
             stub = pb_grpc.CartServiceStub(channel)
             down = replica.engine
-
-            async def back() -> None:  # the database comes back during the retries
-                replica.engine = sqlite_engine
-                await down.dispose()
-
             call = stub.GetCart(pb.GetCartRequest(), timeout=10)
             await replica.called.wait()
-            await back()
+            replica.engine = sqlite_engine  # the database comes back during the retries
+            await down.dispose()
             assert await call == pb.Cart()
     finally:
         await running.stop(0)
@@ -158,10 +157,6 @@ def test_what_counts_as_unreachable() -> None:
 async def test_an_adapter_without_its_database_leaves_the_charge_unknown() -> None:
     """The adapter may have sent the charge before its database failed: the cart service
     must keep the cart locked until settled, never take it for a refusal."""
-    from cart_service.payment_port import CardInput, PaymentUnreachable
-    from cart_service.payments_client import GrpcPayments
-    from waitroom.pb.payment.v1 import payment_pb2 as pay_pb
-
     adapter = Replica(_down())
     name = pay_pb.DESCRIPTOR.services_by_name["PaymentAdapter"].full_name
     handler = grpc.unary_unary_rpc_method_handler(
