@@ -40,6 +40,7 @@ from loadtests.faults import (
     error_budget,
     fault_checks,
     fault_windows,
+    kept_their_place,
     load_schedule,
     outflow_resumed,
     positions_never_rose,
@@ -299,7 +300,10 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path, schedule: list[FaultSpe
     report = Report(
         plan, opens_at, record, seats, parents, _locust_stats(out), locust.returncode,
         sampler.samples,
-        extra_checks=[*money, sessions, positions_never_rose(parents), *fault_verdicts],
+        extra_checks=[
+            *money, sessions, positions_never_rose(parents),
+            kept_their_place(parents, plan.heartbeat_timeout_s), *fault_verdicts,
+        ],
         faults_log=[fault.line for fault in injected],
         fault_marks=[(f.at, f.target or f.spec.what) for f in injected if not f.error],
         fault_spans=[(start, end) for _, start, end in fault_windows(injected)],

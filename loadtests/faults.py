@@ -287,6 +287,7 @@ def outflow_resumed(
 # answered 5xx, at most one in ten needing a retry (a 5xx, or no connection at all).
 BUDGET_5XX = 0.05
 BUDGET_RETRIED = 0.10
+HEARTBEAT_FLUSH_S = 1.0  # the gateways' heartbeat_flush_s in the drill (the default)
 SETTLE_S = 15.0  # a fault's window: from the strike to this long after it was over
 
 
@@ -355,4 +356,29 @@ def positions_never_rose(parents: list[dict[str, Any]]) -> tuple[str, bool, str]
         polled > 0 and not rose,
         f"{polled} tickets polled in line; {len(rose)} saw their position rise"
         + (f" (by up to {worst})" if rose else ""),
+    )
+
+
+def kept_their_place(parents: list[dict[str, Any]], timeout_s: int) -> tuple[str, bool, str]:
+    """No parent lost their place while the server could hear them. The leader skips a
+    ticket silent for more than the timeout plus the grace; a gateway writes a ticket's
+    heartbeat at most once per grace and flushes its batch every ``HEARTBEAT_FLUSH_S``,
+    so a parent is never skipped after a silence within ``timeout - HEARTBEAT_FLUSH_S``.
+    One requeued after such a silence (as the parent measured it, at most what the
+    server saw) was taken for gone while it polled. Requeues after a longer silence (a
+    sleeper, a poll hanging on a gateway cut off) are counted, not failed."""
+    within = timeout_s - HEARTBEAT_FLUSH_S
+    requeued = [p for p in parents if "silent_s" in p]
+    heard = [p for p in requeued if float(p["silent_s"]) <= within]
+    awake = sum(1 for p in requeued if not p.get("slept"))
+    return (
+        f"no parent requeued while polling (heard from within {within:g} s)",
+        not heard,
+        f"{len(requeued)} requeued ({awake} of them never slept); {len(heard)} had been "
+        f"heard from within {within:g} s"
+        + (
+            f" (the shortest silence {min(float(p['silent_s']) for p in heard):.1f} s)"
+            if heard
+            else ""
+        ),
     )

@@ -102,7 +102,16 @@ class Parent(FastHttpUser):
 
     def _wait(self, entry: dict[str, Any]) -> dict[str, Any] | None:
         """Polls as the waiting page does: any answer but 200 (a 503, a load balancer's
-        502 or 504, no connection) is tried again after a back-off; 404 joins again."""
+        502 or 504, no connection) is tried again after a back-off; 404 joins again.
+
+        ``silent_s``, at the first requeue: the longest the server can have gone without
+        hearing from this parent before it was skipped (the report compares it with the
+        heartbeat timeout). Each silence runs from sending a poll the server answered to
+        the next answer; the longer of the last two counts, because a heartbeat reaches
+        the leader up to a flush later than the poll's answer (a sleeper who wakes just
+        as its turn comes is skipped though its first poll was answered)."""
+        heard_from = time.time()  # sent a request the server answered (a heartbeat)
+        silences = [0.0, 0.0]
         ticket = self._join()
         entry.update(ticket_id=ticket["ticket_id"], arrival=ticket.get("arrival"))
         sleeper = random.random() < SLEEP_SHARE
@@ -123,8 +132,9 @@ class Parent(FastHttpUser):
                 entry["predicted_at"] = datetime.fromisoformat(body["eta_at"]).timestamp()
                 entry["predicted_when"] = time.time()
                 entry["first_position"] = body["position"]
-            if body.get("requeued"):
+            if body.get("requeued") and not entry.get("requeued"):
                 entry["requeued"] = True
+                entry["silent_s"] = round(max(silences), 1)
             if status == "admitted":
                 return dict(body["admission"])
             if status in ("done", "closed"):
@@ -138,10 +148,13 @@ class Parent(FastHttpUser):
             url = f"{API}/tickets/{ticket['ticket_id']}"
             if last_position is not None:  # as the page: the position it showed last
                 url += f"?seen={last_position}"
+            sent = time.time()
             with self.client.get(url, name="poll", catch_response=True) as r:
                 if r.status_code == 200:
                     body = r.json()
                     failures = 0
+                    silences = [silences[-1], time.time() - heard_from]
+                    heard_from = sent
                 elif r.status_code in (429, 503):
                     r.success()
                     failures += 1

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,3 +115,22 @@ def test_a_position_that_rose_is_reported() -> None:
     assert faults.positions_never_rose(calm)[1]
     _, ok, detail = faults.positions_never_rose([*calm, {"first_position": 3, "rose": 2}])
     assert not ok and "by up to 2" in detail
+
+
+def test_a_parent_requeued_while_polling_is_reported() -> None:
+    night: list[dict[str, Any]] = [
+        {"first_position": 5},
+        {"first_position": 8, "requeued": True, "silent_s": 19.2},  # a poll hung 15 s
+        {"first_position": 9, "slept": True, "requeued": True, "silent_s": 26.3},
+        {"first_position": 7, "requeued": True, "silent_s": 14.6},  # one flush late
+    ]
+    _, ok, detail = faults.kept_their_place(night, timeout_s=15)
+    assert ok, detail
+    assert "3 requeued (2 of them never slept); 0 had been heard" in detail
+    polling: dict[str, Any] = {
+        "first_position": 4,
+        "requeued": True,
+        "silent_s": 4.1,
+    }  # taken for gone
+    _, ok, detail = faults.kept_their_place([*night, polling], timeout_s=15)
+    assert not ok and "1 had been heard from within 14 s (the shortest silence 4.1 s)" in detail
