@@ -54,7 +54,7 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = make_redis(settings.redis_url, max_connections=256, cluster=settings.redis_cluster)
     scripts = register_scripts(redis)
     store = ViewStore(redis)
-    heartbeats = HeartbeatBuffer(redis)
+    heartbeats = HeartbeatBuffer(scripts)
     gw = Gateway(
         settings=settings,
         redis=redis,

@@ -1,7 +1,8 @@
 """Heartbeats are gathered in memory and written in one pipelined batch per interval.
 
 A heartbeat carries the time the gateway saw the poll, on the shared clock, so a batch
-written late (after a Redis outage) still says when the parent was really there.
+written late (after a Redis outage) still says when the parent was really there, and
+never moves a ticket's recorded time back past what another gateway wrote since.
 
 A ticket's heartbeat is written at most once per ``grace`` (a quarter of the event's
 heartbeat timeout, 30 s at most): the leader only asks "silent for longer than the
@@ -15,10 +16,9 @@ import asyncio
 import logging
 from collections import defaultdict
 
-from redis.asyncio import Redis
-
 from waitroom.aio import pause
 from waitroom.redis_conn import unavailable
+from waitroom.scripts import Scripts
 from waitroom.tickets import record_heartbeats
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,8 @@ WRITTEN_MAX = 2_000_000  # arrivals remembered per event; past it, write all aga
 
 
 class HeartbeatBuffer:
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
+    def __init__(self, scripts: Scripts) -> None:
+        self._scripts = scripts
         self._seen: dict[str, dict[int, int]] = defaultdict(dict)
         self._written: dict[str, dict[int, int]] = defaultdict(dict)
 
@@ -49,7 +49,7 @@ class HeartbeatBuffer:
         try: a heartbeat dropped here costs a parent their place in line."""
         batch, self._seen = self._seen, defaultdict(dict)
         try:
-            await record_heartbeats(self._redis, batch)
+            await record_heartbeats(self._scripts, batch)
         except BaseException:
             for event_id, beats in batch.items():
                 current = self._seen[event_id]

@@ -24,7 +24,9 @@ import gateway.joiner
 from gateway.heartbeats import HeartbeatBuffer
 from tests.conftest import create_event
 from waitroom.aio import loop_task
+from waitroom.keys import EventKeys
 from waitroom.redis_conn import unavailable
+from waitroom.scripts import Scripts, register_scripts
 
 SLOT = "Slot 1234 is not covered by the cluster."
 
@@ -49,7 +51,7 @@ async def test_the_heartbeat_writer_outlives_a_failover_and_keeps_what_it_could_
     written: list[dict[str, dict[int, int]]] = []
     failures: list[Exception] = [SlotNotCoveredError(SLOT), KeyError("a bug of ours")]
 
-    async def record(redis: Redis, seen: dict[str, dict[int, int]]) -> None:
+    async def record(scripts: Scripts, seen: dict[str, dict[int, int]]) -> None:
         if not seen:
             return
         if failures:
@@ -57,7 +59,7 @@ async def test_the_heartbeat_writer_outlives_a_failover_and_keeps_what_it_could_
         written.append({event: dict(beats) for event, beats in seen.items()})
 
     monkeypatch.setattr(gateway.heartbeats, "record_heartbeats", record)
-    buffer = HeartbeatBuffer(redis=None)  # type: ignore[arg-type]
+    buffer = HeartbeatBuffer(scripts=None)  # type: ignore[arg-type]
     buffer.beat("camp", 7, 1_000)
     stop = asyncio.Event()
     task = loop_task(buffer.run(0.01, stop), "heartbeats", stop)
@@ -123,3 +125,19 @@ async def test_a_join_during_a_failover_is_a_503_not_a_500(
     assert resp.status == 503
     assert (await resp.json())["error"] == "unavailable"
     assert "Retry-After" in resp.headers
+
+
+async def test_a_gateway_writing_late_never_puts_a_heartbeat_back(redis: Redis) -> None:
+    """The fault drill's second finding: a gateway whose link was down wrote the
+    heartbeats it had kept once the link came back, over the newer ones the other
+    gateway had written meanwhile, and the leader skipped the parents whose turn came
+    before their next poll was written."""
+    scripts = register_scripts(redis)
+    cut_off, other = HeartbeatBuffer(scripts), HeartbeatBuffer(scripts)
+    cut_off.beat("camp", 7, 1_000)  # seen just before its link went down
+    cut_off.beat("camp", 9, 1_500)
+    other.beat("camp", 7, 31_000)  # the parent's next polls went to the other gateway
+    await other.flush()
+    await cut_off.flush()  # the link is back: it writes what it kept
+    recorded = await redis.hgetall(EventKeys("camp").hb)
+    assert recorded == {"7": "31000", "9": "1500"}

@@ -38,7 +38,7 @@ async def test_dispatch() -> None:
         redis=redis,
         scripts=scripts,
         store=store,
-        heartbeats=HeartbeatBuffer(redis),
+        heartbeats=HeartbeatBuffer(scripts),
         joiner=JoinCoalescer(scripts, 1, 1),
         signer=AdmissionSigner.from_settings(settings),
         verifier=AdmissionVerifier.from_settings(settings),

@@ -6,8 +6,6 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from waitroom.keys import EventKeys
 from waitroom.metrics import REDIS_LATENCY, timed
 from waitroom.scripts import Scripts
@@ -82,15 +80,16 @@ async def requeue(scripts: Scripts, event_id: str, arrival: int) -> tuple[int, i
     return int(code), int(line)
 
 
-async def record_heartbeats(redis: Redis, seen: dict[str, dict[int, int]]) -> None:
-    """Write gathered heartbeats (event -> arrival -> ms) in one pipelined batch."""
-    if not seen:
-        return
-    async with redis.pipeline(transaction=False) as pipe:
-        for event_id, beats in seen.items():
-            if beats:
-                pipe.hset(
-                    EventKeys(event_id).hb, mapping={str(a): str(t) for a, t in beats.items()}
-                )
-        with timed(REDIS_LATENCY, "heartbeats"):
-            await pipe.execute()
+HEARTBEATS_PER_CALL = 2_000  # bounds one script's run (Redis serves nothing else meanwhile)
+
+
+async def record_heartbeats(scripts: Scripts, seen: dict[str, dict[int, int]]) -> None:
+    """Write gathered heartbeats (event -> arrival -> ms), never moving a ticket's
+    recorded time back (heartbeat.lua): one call per event and 2 000 tickets."""
+    for event_id, beats in seen.items():
+        hb = EventKeys(event_id).hb
+        items = list(beats.items())
+        for start in range(0, len(items), HEARTBEATS_PER_CALL):
+            args = [str(v) for pair in items[start : start + HEARTBEATS_PER_CALL] for v in pair]
+            with timed(REDIS_LATENCY, "heartbeats"):
+                await scripts.heartbeat(keys=[hb], args=args)

@@ -9,7 +9,17 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-SCRIPT_NAMES = ("join", "advance", "draw", "requeue", "leave", "lease", "release", "family")
+SCRIPT_NAMES = (
+    "join",
+    "advance",
+    "draw",
+    "requeue",
+    "leave",
+    "lease",
+    "release",
+    "family",
+    "heartbeat",
+)
 
 
 def script_source(name: str) -> str:
@@ -29,6 +39,7 @@ class Scripts:
     lease: AsyncScript
     release: AsyncScript
     family: AsyncScript
+    heartbeat: AsyncScript
 
 
 def register_scripts(redis: Redis) -> Scripts:
