@@ -17,7 +17,7 @@ import logging
 from collections import defaultdict
 
 from waitroom.aio import pause
-from waitroom.redis_conn import unavailable
+from waitroom.redis_conn import RedisOutageLog
 from waitroom.scripts import Scripts
 from waitroom.tickets import record_heartbeats
 
@@ -62,18 +62,14 @@ class HeartbeatBuffer:
         """Flush every ``interval_s`` until ``stop``. Nothing ends this loop but ``stop``:
         if it died, this gateway would stop recording heartbeats, and every parent whose
         polls it answered would be taken for gone when their turn came."""
-        failing = False
+        outage = RedisOutageLog(
+            log, "heartbeats not written, kept for the next try", "heartbeats written again"
+        )
         while not stop.is_set():
             await pause(stop, interval_s)
             try:
                 await self.flush()
             except Exception as exc:
-                if not unavailable(exc):
-                    log.exception("heartbeats not written, kept for the next try")
-                elif not failing:
-                    log.warning("heartbeats kept for later, redis unavailable: %r", exc)
-                failing = True
+                outage.failure(exc)
                 continue
-            if failing:
-                log.warning("heartbeats written again")
-            failing = False
+            outage.success()

@@ -12,7 +12,7 @@ from queue_service.leadership import Leadership
 from queue_service.outflow import EventOutflow
 from waitroom.aio import pause
 from waitroom.metrics import LEADER
-from waitroom.redis_conn import unavailable
+from waitroom.redis_conn import RedisOutageLog
 from waitroom.scripts import Scripts
 from waitroom.viewstore import ViewStore
 
@@ -58,13 +58,13 @@ class QueueService:
                 raise
 
     async def run(self, stop: asyncio.Event) -> None:
+        outage = RedisOutageLog(log, "outflow tick skipped", "outflow ticking again")
         while not stop.is_set():
             try:
                 await self.tick()
             except Exception as exc:
-                if unavailable(exc):
-                    log.warning("tick skipped, redis unavailable: %r", exc)
-                else:
-                    log.exception("tick failed")
+                outage.failure(exc)
+            else:
+                outage.success()
             await pause(stop, self.tick_s)
         await self.leadership.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import traceback
 from typing import Any, cast
 
@@ -69,3 +70,26 @@ def lost_connection(exc: BaseException) -> bool:
         and "send_packed_command" in frame.name
         for frame in frames
     )
+
+
+class RedisOutageLog:
+    """What a loop that works with Redis says of its failures: an outage (``unavailable``)
+    once as it begins and once as it ends, any other error each time, with its traceback."""
+
+    def __init__(self, logger: logging.Logger, failed: str, recovered: str) -> None:
+        self._log = logger
+        self._failed = failed
+        self._recovered = recovered
+        self.failing = False
+
+    def failure(self, exc: Exception) -> None:
+        if not unavailable(exc):
+            self._log.error(self._failed, exc_info=exc)
+        elif not self.failing:
+            self._log.warning("%s, redis unavailable: %r", self._failed, exc)
+        self.failing = True
+
+    def success(self) -> None:
+        if self.failing:
+            self._log.warning(self._recovered)
+        self.failing = False

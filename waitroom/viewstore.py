@@ -14,7 +14,7 @@ from waitroom.aio import pause
 from waitroom.clock import SharedClock
 from waitroom.draw import DrawnOrder
 from waitroom.metrics import REDIS_LATENCY, timed
-from waitroom.redis_conn import unavailable
+from waitroom.redis_conn import RedisOutageLog
 from waitroom.schedule import EventConfig
 from waitroom.view import EventView
 
@@ -136,17 +136,12 @@ class ViewStore:
 
     async def run(self, interval_s: float, stop: asyncio.Event) -> None:
         """Refresh every ``interval_s`` until ``stop``; Redis outages are logged, not fatal."""
-        failing = False
+        outage = RedisOutageLog(log, "event views not refreshed", "event views refreshed again")
         while not stop.is_set():
             try:
                 await self.refresh()
-                if failing:
-                    log.warning("redis reachable again")
-                failing = False
             except Exception as exc:
-                if not unavailable(exc):
-                    log.exception("event view refresh failed")
-                elif not failing:
-                    log.warning("cannot refresh event views: %r", exc)
-                    failing = True
+                outage.failure(exc)
+            else:
+                outage.success()
             await pause(stop, interval_s)
