@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from loadtests.hoststack import HostStack
 from loadtests.report import Sample
+from waitroom.settings import Settings
 
 DEFAULT_SCHEDULE = Path(__file__).resolve().parent / "faults.toml"
 CAME_BACK_WITHIN_S = 30.0
@@ -287,7 +288,8 @@ def outflow_resumed(
 # answered 5xx, at most one in ten needing a retry (a 5xx, or no connection at all).
 BUDGET_5XX = 0.05
 BUDGET_RETRIED = 0.10
-HEARTBEAT_FLUSH_S = 1.0  # the gateways' heartbeat_flush_s in the drill (the default)
+# The drill's gateways flush heartbeats at the default interval.
+HEARTBEAT_FLUSH_S = float(Settings.model_fields["heartbeat_flush_s"].default)
 SETTLE_S = 15.0  # a fault's window: from the strike to this long after it was over
 
 
