@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway import observe
 from gateway.state import gateway_of
 from waitroom import logs
+from waitroom.redis_conn import describe
 from waitroom.redis_conn import unavailable as redis_unavailable
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,9 @@ async def _answering_errors(
         return error(exc.status, _CODES.get(exc.status, "error"))
     except Exception as exc:
         if redis_unavailable(exc):  # down, or failing over
-            log.warning("redis unavailable during %s %s: %r", request.method, request.path, exc)
+            log.warning(
+                "redis unavailable during %s %s: %s", request.method, request.path, describe(exc)
+            )
             return unavailable()
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error(500, "internal")

@@ -6,7 +6,7 @@ import logging
 import time
 
 from waitroom import keys
-from waitroom.redis_conn import unavailable
+from waitroom.redis_conn import describe, unavailable
 from waitroom.scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Leadership:
         except Exception as exc:
             if not unavailable(exc):
                 raise
-            log.warning("lease not renewed, redis unavailable: %r", exc)
+            log.warning("lease not renewed, redis unavailable: %s", describe(exc))
             return self.is_leader()
         if value is None:
             if self.value is not None:
@@ -70,5 +70,5 @@ class Leadership:
         except Exception as exc:
             if not unavailable(exc):
                 raise
-            log.warning("lease not released: %r", exc)
+            log.warning("lease not released: %s", describe(exc))
         self.value = None

@@ -55,6 +55,11 @@ def unavailable(exc: BaseException) -> bool:
     return False
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for a log line (redis-py's own repr drops the message)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 def lost_connection(exc: BaseException) -> bool:
     """An error the Redis client raised for a connection that closed under it, but not as
     a ``RedisError``: with a Redis Cluster failing over, redis-py 8.1's asyncio client can
@@ -86,7 +91,7 @@ class RedisOutageLog:
         if not unavailable(exc):
             self._log.error(self._failed, exc_info=exc)
         elif not self.failing:
-            self._log.warning("%s, redis unavailable: %r", self._failed, exc)
+            self._log.warning("%s, redis unavailable: %s", self._failed, describe(exc))
         self.failing = True
 
     def success(self) -> None:
