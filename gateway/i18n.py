@@ -29,7 +29,10 @@ FR: dict[str, str] = {
     "wr.check_draw": "Comment vérifier le tirage ensuite",
     "wr.position": "Votre position : {position}",
     "wr.eta": "Accès estimé vers {time} (entre {low} et {high} min)",
-    "wr.eta_unknown": "Temps d'attente inconnu pour le moment.",
+    "wr.eta_unknown": (
+        "Temps d'attente en cours d'estimation : il s'affichera dès que la file aura pris "
+        "son rythme."
+    ),
     "wr.progress": "Progression dans la file",
     "wr.updated": "Dernière mise à jour : {time}",
     "wr.requeued": "Votre priorité a été perdue parce que cette page n'a pas donné signe de vie"
@@ -406,7 +409,7 @@ EN: dict[str, str] = {
     "wr.check_draw": "How to check the draw afterwards",
     "wr.position": "Your position: {position}",
     "wr.eta": "Estimated access around {time} (between {low} and {high} min)",
-    "wr.eta_unknown": "Waiting time unknown for now.",
+    "wr.eta_unknown": "Estimating your wait: it will show once the line has found its pace.",
     "wr.progress": "Progress in line",
     "wr.updated": "Last update: {time}",
     "wr.requeued": "Your priority was lost because this page gave no sign of life when your"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -68,34 +69,83 @@ class OutflowMeter:
 
 SESSION_WINDOW_S = 300.0
 MIN_SESSION_SAMPLES = 20
+# The mean is trusted once the survival curve has fallen to this share at the longest
+# length seen: before, the sessions that ended are the short ones, and the lengths seen
+# so far say more about who ended first than about how long sessions last.
+MAX_OPEN_SHARE = 0.25
 
 
 class SessionMeter:
     """How long admitted sessions last, from the event's active set sampled each second.
 
     A session seen active and then gone (ended by the parent, by payment, or by its
-    expiry) has lasted from its admission (its expiry score less the TTL) until now.
-    The mean over the last five minutes, once twenty have ended, is what the ETA needs
-    when ``max_active`` binds: then the door lets in ``max_active / mean`` per second,
-    whatever the configured rate.
+    expiry) has lasted from its admission (its expiry score less the TTL) until it went.
+    What the ETA needs when ``max_active`` binds is the mean length: then the door lets
+    in ``max_active / mean`` per second, whatever the configured rate (Little's law).
+
+    The mean is estimated over the sessions admitted in the last five minutes, the open
+    ones counted as "lasted at least this long" (Kaplan-Meier), and completed past the
+    longest length seen by an exponential tail (Brown, Hollander and Korwar). At the
+    start of a night, the first sessions to end are the shortest: the plain mean of
+    those that ended would promise a door twice as fast as it is.
     """
 
     def __init__(self) -> None:
         self._admitted_ms: dict[str, int] = {}
-        self._ended: deque[tuple[float, float]] = deque()  # (at, seconds)
+        self._ended: deque[tuple[int, float]] = deque()  # (admitted ms, seconds)
+        self._mean_s: float | None = None
 
-    def sample(self, at: float, now_ms: int, active: dict[str, int], ttl_ms: int) -> None:
+    def sample(self, now_ms: int, active: dict[str, int], ttl_ms: int) -> None:
         """``active``: arrival -> expiry score, as the active set holds them now."""
         for arrival, expires_ms in active.items():
             self._admitted_ms.setdefault(arrival, int(expires_ms) - ttl_ms)
         for arrival in [a for a in self._admitted_ms if a not in active]:
             admitted_ms = self._admitted_ms.pop(arrival)
-            self._ended.append((at, max(0.0, (now_ms - admitted_ms) / 1000)))
-        while self._ended and self._ended[0][0] < at - SESSION_WINDOW_S:
+            self._ended.append((admitted_ms, max(0.0, (now_ms - admitted_ms) / 1000)))
+        since_ms = now_ms - SESSION_WINDOW_S * 1000
+        while self._ended and self._ended[0][0] < since_ms:
             self._ended.popleft()
+        ended = [seconds for admitted_ms, seconds in self._ended if admitted_ms >= since_ms]
+        if len(ended) < MIN_SESSION_SAMPLES:
+            self._mean_s = None
+            return
+        still_open = [
+            (now_ms - admitted_ms) / 1000
+            for admitted_ms in self._admitted_ms.values()
+            if admitted_ms >= since_ms
+        ]
+        self._mean_s = kaplan_meier_mean(ended, still_open, MAX_OPEN_SHARE)
 
     def mean_s(self) -> float | None:
-        """Mean length of the sessions that ended lately; None while too few have."""
-        if len(self._ended) < MIN_SESSION_SAMPLES:
-            return None
-        return sum(seconds for _, seconds in self._ended) / len(self._ended)
+        """Expected length of a session, as of the last sample; None while unknown."""
+        return self._mean_s
+
+
+def kaplan_meier_mean(
+    ended: list[float], still_open: list[float], max_open_share: float
+) -> float | None:
+    """Mean length from lengths that ended and ages of those still open (censored).
+
+    The area under the Kaplan-Meier survival curve up to the longest length seen, plus
+    an exponential tail through the curve's last point (S * t / -ln S). None while the
+    curve ends above ``max_open_share``."""
+    observed = sorted([(s, 1) for s in ended] + [(s, 0) for s in still_open])
+    at_risk = len(observed)
+    survival, area, previous = 1.0, 0.0, 0.0
+    i = 0
+    while i < len(observed):
+        length = observed[i][0]
+        area += survival * (length - previous)
+        previous = length
+        ended_here = at_here = 0
+        while i < len(observed) and observed[i][0] == length:
+            ended_here += observed[i][1]
+            at_here += 1
+            i += 1
+        survival *= 1 - ended_here / at_risk
+        at_risk -= at_here
+    if survival > max_open_share:
+        return None
+    if 0 < survival < 1 and previous > 0:
+        area += survival * previous / -math.log(survival)
+    return area

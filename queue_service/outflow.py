@@ -121,7 +121,6 @@ class EventOutflow:
             await self._redis.zrange(self.keys.active, 0, -1, withscores=True),
         )
         self.sessions.sample(
-            now,
             self._store.clock.now_ms(),
             {str(arrival): int(score) for arrival, score in active},
             view.config.session_ttl_ms,

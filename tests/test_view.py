@@ -55,7 +55,8 @@ def test_eta_when_the_door_is_full_follows_session_lengths() -> None:
     view = _view(rate=600)  # 10 per second; max_active 100
     now = OPENS + 1
     view.active = 90
-    assert view.eta_ms(21, now) == 2_100  # nothing measured on sessions: the rate alone
+    assert view.eta_ms(10, now) == 1_000  # within the door's room: the rate
+    assert view.eta_ms(21, now) is None  # past it, sessions not measured yet: unknown
     view.set_stats({"eta_session_ms": "20000"})  # 100 sessions of 20 s: 5 per second
     assert view.eta_ms(21, now) == 3_200  # 10 into the room at 10/s, then 11 at 5/s
     view.active = 100

@@ -43,7 +43,7 @@ class Resolution:
 class EtaBasis:
     """How the ETA is computed: admissions per second (measured, or configured until the
     leader has measured a minute of backlog), the share of skips, and how long sessions
-    last (None until twenty have ended)."""
+    last (None until the leader's meter trusts its estimate)."""
 
     rate_per_s: float
     skip_share: float
@@ -203,18 +203,26 @@ class EventView:
         return wait_ms
 
     def _seconds_to_admit(self, ahead: float, basis: EtaBasis) -> float | None:
-        """Seconds until ``ahead`` more tickets are admitted.
+        """Seconds until ``ahead`` more tickets are admitted; None when unknown.
 
         The door has room for ``max_active - active`` now: those go at the outflow rate
         (measured, or configured until measured). After that, admissions run no faster
         than the door allows once full: ``max_active`` sessions lasting ``session_s`` on
-        average let in ``max_active / session_s`` per second (Little's law)."""
+        average let in ``max_active / session_s`` per second (Little's law). Past the
+        room, until the leader knows how long sessions last, nobody knows: the configured
+        rate alone promised waits a third to two thirds too short on the drills' nights,
+        where the door bound from the first minute."""
         rate = basis.rate_per_s
-        door = self.config.max_active / basis.session_s if basis.session_s else rate
+        room = min(ahead, max(0, self.config.max_active - self.active))
+        if basis.session_s is None:
+            if ahead > room:
+                return None
+            door = rate
+        else:
+            door = self.config.max_active / basis.session_s
         steady = min(rate, door)
         if steady <= 0:
             return None
-        room = min(ahead, max(0, self.config.max_active - self.active))
         return room / rate + (ahead - room) / steady
 
     def resolve(self, arrival: int, now_ms: int, seen: int | None = None) -> Resolution:
