@@ -138,11 +138,13 @@ def _schedule(plan: Plan) -> dict[str, object]:
 
 class StatsSampler(threading.Thread):
     """The operator's stats, once a second while the drill runs: how many waited and
-    how many were admitted and active at each moment (the outflow check reads them)."""
+    how many were admitted and active at each moment (the outflow check reads them).
+    Each answer is kept whole in ``stats.jsonl``, with the local time it was read: the
+    basis of the ETA at each moment, to explain the ETA checks afterwards."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, keep: Path) -> None:
         super().__init__(daemon=True)
-        self._url, self._token = url, token
+        self._url, self._token, self._keep = url, token, keep
         self._finished = threading.Event()
         self.samples: list[Sample] = []
 
@@ -152,6 +154,8 @@ class StatsSampler(threading.Thread):
             if status != 200:
                 continue
             stats = json.loads(body)
+            with self._keep.open("a", encoding="utf-8") as kept:
+                kept.write(json.dumps({"read_at": time.time(), **stats}) + "\n")
             counts = stats["counts"]
             self.samples.append(
                 Sample(time.time(), counts["waiting"], counts["admitted"], stats["admitted_total"])
@@ -178,8 +182,8 @@ def run(plan: Plan) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     out = plan.out
     out.mkdir(parents=True, exist_ok=True)
-    for old in [*out.glob("parents-*.jsonl"), *out.glob("requests-*.json")]:
-        old.unlink()
+    for old in [*out.glob("parents-*.jsonl"), *out.glob("requests-*.json"), out / "stats.jsonl"]:
+        old.unlink(missing_ok=True)
     run_dir = out / "stack"
     for old_dir in (run_dir, out / "logs"):  # a night of its own: no earlier run's data
         shutil.rmtree(old_dir, ignore_errors=True)
@@ -247,7 +251,9 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path, schedule: list[FaultSpe
         # arrivals, served FIFO behind the drawn pre-queue).
         spawn_rate = max(1.0, plan.parents / (plan.draw_in_s * 1.2))
         sampler = StatsSampler(
-            f"{stack.admin_base}/admin/v1/events/{EVENT}/stats", env["WAITROOM_ADMIN_TOKEN"]
+            f"{stack.admin_base}/admin/v1/events/{EVENT}/stats",
+            env["WAITROOM_ADMIN_TOKEN"],
+            out / "stats.jsonl",
         )
         sampler.start()
         if schedule:
