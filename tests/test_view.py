@@ -42,13 +42,22 @@ def test_admission_skip_and_requeue() -> None:
 
 
 def test_eta_uses_measured_rate_and_skip_share() -> None:
-    view = _view(rate=60)
+    view = _view(rate=120)
     now = OPENS + 1
-    assert view.eta_ms(11, now) == 11_000  # configured 1/s until measured
-    view.set_stats({"eta_rate_milli": "2000", "eta_skip_ppm": "500000"})
-    assert view.eta_ms(11, now) == 3_000  # 10 ahead, half skipped, 2/s: (5 + 1) / 2
+    assert view.eta_ms(11, now) == 5_500  # configured 2/s until measured
+    view.set_stats({"eta_rate_milli": "1500", "eta_skip_ppm": "500000"})
+    assert view.eta_ms(11, now) == 4_000  # 10 ahead, half skipped, 1.5/s: (5 + 1) / 1.5
     view.set_stats({"eta_rate_milli": "0"})
     assert view.eta_ms(11, now) is None  # measured: nothing moves, so no promise
+
+
+def test_a_measured_rate_above_the_configured_one_is_not_promised() -> None:
+    """A minute faster than configured is the bucket's credit spent after a stall."""
+    view = _view(rate=60)
+    now = OPENS + 1
+    view.set_stats({"eta_rate_milli": "1100"})
+    assert view.eta_ms(11, now) == 11_000  # 1/s, as configured, not 1.1/s
+    assert view.eta_basis().measured
 
 
 def test_eta_when_the_door_is_full_follows_session_lengths() -> None:

@@ -41,9 +41,9 @@ class Resolution:
 
 @dataclass(frozen=True, slots=True)
 class EtaBasis:
-    """How the ETA is computed: admissions per second (measured, or configured until the
-    leader has measured a minute of backlog), the share of skips, and how long sessions
-    last (None until the leader's meter trusts its estimate)."""
+    """How the ETA is computed: admissions per second (measured, never above the configured
+    rate, or configured until the leader has measured a minute of backlog), the share of
+    skips, and how long sessions last (None until the leader's meter trusts its estimate)."""
 
     rate_per_s: float
     skip_share: float
@@ -182,9 +182,14 @@ class EventView:
         skip_ppm = int(self.stats.get("eta_skip_ppm", "0"))
         session_ms = int(self.stats.get("eta_session_ms", "-1"))
         session_s = session_ms / 1000 if session_ms > 0 else None
+        configured = self.config.admit_per_minute / 60
         if rate_milli >= 0:
-            return EtaBasis(rate_milli / 1000, skip_ppm / 1e6, True, session_s)
-        return EtaBasis(self.config.admit_per_minute / 60, skip_ppm / 1e6, False, session_s)
+            # Never above the configured rate: the token bucket holds the outflow to it, so
+            # a faster minute is the bucket's credit spent after a stall (a failover, Redis
+            # down), not a pace that lasts. Taken at its word, it promised waits 10 % short
+            # in the fault drill.
+            return EtaBasis(min(rate_milli / 1000, configured), skip_ppm / 1e6, True, session_s)
+        return EtaBasis(configured, skip_ppm / 1e6, False, session_s)
 
     def eta_ms(self, position: int, now_ms: int, state: EventState | None = None) -> int | None:
         """Estimated wait before a ticket at ``position`` is admitted; None when unknown."""
