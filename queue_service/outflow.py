@@ -34,7 +34,9 @@ class EventOutflow:
         self.keys = EventKeys(event_id)
         self.meter = OutflowMeter()
         self.sessions = SessionMeter()
-        self._last_tick = time.monotonic()
+        # When this process last ticked as the leader; None while it stands by, so that its
+        # first tick as the leader does not count the time it stood by as time admitting.
+        self._last_tick: float | None = None
         self._last_stats = 0.0
 
     async def tick(self, epoch: int) -> None:
@@ -53,7 +55,8 @@ class EventOutflow:
         backlogged = False
         if view.drawn and state is EventState.OPEN:
             admitted, skipped, backlogged = await self._advance(view, epoch)
-        self.meter.record(Tick(started, started - self._last_tick, admitted, skipped, backlogged))
+        seconds = 0.0 if self._last_tick is None else started - self._last_tick
+        self.meter.record(Tick(started, seconds, admitted, skipped, backlogged))
         self._last_tick = started
         if started - self._last_stats >= STATS_EVERY_S:
             await self._publish_stats(view, started)
@@ -112,10 +115,16 @@ class EventOutflow:
                 break
         return admitted, skipped, waiting_lines > 0
 
-    async def _publish_stats(self, view: EventView, now: float) -> None:
-        self._last_stats = now
-        self.meter.record_total(now, int(view.stats.get("admitted", "0")))
-        rate = self.meter.rate_per_s(now)
+    async def watch(self) -> None:
+        """A standby's share of the work: measure session lengths as the leader does, so
+        that it knows them the moment it takes over. Otherwise the first minute after a
+        failover has no ETA for anyone past the door's room (waitroom/view.py)."""
+        self._last_tick = None
+        view = self._store.views.get(self.event_id)
+        if view is not None:
+            await self._sample_sessions(view)
+
+    async def _sample_sessions(self, view: EventView) -> None:
         active = cast(
             "list[tuple[str, float]]",
             await self._redis.zrange(self.keys.active, 0, -1, withscores=True),
@@ -125,6 +134,12 @@ class EventOutflow:
             {str(arrival): int(score) for arrival, score in active},
             view.config.session_ttl_ms,
         )
+
+    async def _publish_stats(self, view: EventView, now: float) -> None:
+        self._last_stats = now
+        self.meter.record_total(now, int(view.stats.get("admitted", "0")))
+        rate = self.meter.rate_per_s(now)
+        await self._sample_sessions(view)
         session_s = self.sessions.mean_s()
         await self._redis.hset(
             self.keys.stats,
