@@ -153,12 +153,13 @@ class StatsSampler(threading.Thread):
             status, body = http_request("GET", self._url, self._token)
             if status != 200:
                 continue
+            read_at = time.time()  # one reading: the kept line and the sample agree
             stats = json.loads(body)
             with self._keep.open("a", encoding="utf-8") as kept:
-                kept.write(json.dumps({"read_at": time.time(), **stats}) + "\n")
+                kept.write(json.dumps({"read_at": read_at, **stats}) + "\n")
             counts = stats["counts"]
             self.samples.append(
-                Sample(time.time(), counts["waiting"], counts["admitted"], stats["admitted_total"])
+                Sample(read_at, counts["waiting"], counts["admitted"], stats["admitted_total"])
             )
 
     def stop(self) -> None:

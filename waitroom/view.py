@@ -186,8 +186,8 @@ class EventView:
         if rate_milli >= 0:
             # Never above the configured rate: the token bucket holds the outflow to it, so
             # a faster minute is the bucket's credit spent after a stall (a failover, Redis
-            # down), not a pace that lasts. Taken at its word, it promised waits 10 % short
-            # in the fault drill.
+            # down), not a pace that lasts. Taken at its word, it promised waits 11 % short
+            # in the short fault drill, after the leader's failover.
             return EtaBasis(min(rate_milli / 1000, configured), skip_ppm / 1e6, True, session_s)
         return EtaBasis(configured, skip_ppm / 1e6, False, session_s)
 
