@@ -44,9 +44,11 @@ def install(runner: web.AppRunner) -> None:
     full: RequestHandler = server.request_handler
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        path = request.path
-        if path.startswith(EVENTS_PREFIX):
-            parts = path[_PREFIX_LEN:].split("/")
+        # The path as received, without yarl's decoding: ids are URL-safe, so a path with
+        # an escape is left to the application, which decodes and routes it.
+        path = request.raw_path
+        if path.startswith(EVENTS_PREFIX) and "%" not in path:
+            parts = path[_PREFIX_LEN:].partition("?")[0].split("/")
             if len(parts) == 3 and parts[1] == "tickets" and request.method == "GET":
                 started = time.perf_counter()
                 answer = poll_known_ticket(gw, parts[0], parts[2], request)

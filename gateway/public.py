@@ -164,7 +164,7 @@ def ticket_body(
     return {
         "ticket_id": ticket_id,
         "event_id": view.event_id,
-        "status": res.status.value,
+        "status": res.status,  # a StrEnum: orjson writes its value
         "position": res.position,
         "eta_seconds": eta_s,
         "eta_at": None if res.eta_ms is None else view.config.iso(now_ms + res.eta_ms),
@@ -306,10 +306,49 @@ def _poll_known(
         return stale
     if arrival > view.seq:
         return None
-    res = view.resolve(arrival, now_ms, seen)
+    waiting = view.in_line(arrival, now_ms, seen)
+    if waiting is not None:
+        return _answer_waiting(gw, view, ticket_id, arrival, waiting, now_ms)
+    res = view.resolve_any(arrival, now_ms, seen)
     if res.lost_priority:
         return None
     return _answer(gw, view, ticket_id, arrival, res, now_ms)
+
+
+def _answer_waiting(
+    gw: Gateway, view: EventView, ticket_id: str, arrival: int, res: Resolution, now_ms: int
+) -> web.Response:
+    """``_answer`` for a ticket plainly waiting in line (``EventView.in_line``), the poll
+    that is the load, in one function: the same heartbeat, count and ticket object, with
+    none of the branches for the other states. With ``in_line``: 7.0 → 5.9 µs a poll
+    outside the server; tests/test_fastpath.py checks both answers are the same."""
+    config = view.config
+    event_id = view.event_id
+    gw.heartbeats.beat(event_id, arrival, now_ms, config.heartbeat_grace_ms)
+    observe.polls.inc(event_id)
+    eta_ms = res.eta_ms
+    wish = min(gw.settings.poll_after_ms, config.heartbeat_timeout_ms // 4)
+    if eta_ms is None:
+        eta_s = eta_at = None
+    else:
+        eta_s = math.ceil(eta_ms / 1000)
+        eta_at = config.iso(now_ms + eta_ms)
+        observe.eta_errors.predicted(event_id, arrival, now_ms + eta_ms)
+        if eta_ms < wish * 2:
+            wish = min(wish, SOON_POLL_MS)
+    body = {
+        "ticket_id": ticket_id,
+        "event_id": event_id,
+        "status": TicketStatus.WAITING,
+        "position": res.position,
+        "eta_seconds": eta_s,
+        "eta_at": eta_at,
+        "poll_after_ms": max(MIN_POLL_MS, wish),
+        "requeued": res.requeued,
+        "admission": None,
+        "arrival": arrival,
+    }
+    return reply(body)
 
 
 def _answer(

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from gateway import fastpath
+from gateway import fastpath, public
 from gateway.heartbeats import HeartbeatBuffer
 from gateway.joiner import JoinCoalescer
 from gateway.state import GATEWAY, Gateway
@@ -20,20 +20,21 @@ from waitroom.redis_conn import make_redis
 from waitroom.scripts import register_scripts
 from waitroom.settings import Settings
 from waitroom.tokens import AdmissionSigner, AdmissionVerifier, new_signing_key
+from waitroom.view import EventView
 from waitroom.viewstore import ViewStore
 
 
-async def test_dispatch() -> None:
+def _gateway(view: EventView) -> Gateway:
+    """A gateway whose only view is ``view``, fresh; its Redis is never reached."""
     settings = Settings(
         ticket_secret=secrets.token_urlsafe(32), token_signing_key=new_signing_key()
     )
     redis = make_redis("redis://127.0.0.1:1/0")  # never reached: the fast path is memory only
     store = ViewStore(redis)
     store.refreshed_at = time.monotonic()
-    view = drawn_view(opens_ms=1, prequeue=3, seq=3)
-    store.views["camp"] = view
+    store.views[view.event_id] = view
     scripts = register_scripts(redis)
-    gw = Gateway(
+    return Gateway(
         settings=settings,
         redis=redis,
         scripts=scripts,
@@ -44,6 +45,33 @@ async def test_dispatch() -> None:
         verifier=AdmissionVerifier.from_settings(settings),
         ticket_secret=settings.ticket_secret_bytes(),
     )
+
+
+async def test_the_waiting_answer_is_the_general_one() -> None:
+    """``_answer_waiting`` (the load's short way) gives the same ticket object and records
+    the same heartbeat as ``_answer``: with and without an ETA, near the turn and far."""
+    view = drawn_view(opens_ms=10**9, prequeue=3, seq=400, rate=600)
+    gw = _gateway(view)
+    now = view.config.opens_ms + 5_000
+    for stats in ({}, {"eta_rate_milli": "10000", "eta_session_ms": "20000"}):
+        view.set_stats(stats)
+        for arrival in (2, 5, 150, 400):
+            waiting = view.in_line(arrival, now)
+            assert waiting is not None
+            bodies = []
+            for answer in (public._answer_waiting, public._answer):
+                gw.heartbeats = HeartbeatBuffer(gw.scripts)
+                response = answer(gw, view, "t", arrival, waiting, now)
+                bodies.append((response.status, response.text, gw.heartbeats.pending()))
+            assert bodies[0] == bodies[1], (stats, arrival)
+            assert '"status":"waiting"' in (bodies[0][1] or "") and bodies[0][2] == 1
+    await gw.redis.aclose()
+
+
+async def test_dispatch() -> None:
+    view = drawn_view(opens_ms=1, prequeue=3, seq=3)
+    gw = _gateway(view)
+    redis = gw.redis
     app = web.Application()
     app[GATEWAY] = gw
     known = ticket_ids.encode(gw.ticket_key(view), 2)
@@ -62,7 +90,12 @@ async def test_dispatch() -> None:
     answer = await handle(make_mocked_request("GET", f"/api/v1/events/camp/tickets/{known}"))
     assert answer.status == 200 and handed_on == []
     assert isinstance(answer, web.Response) and '"position":2' in (answer.text or "")
+    # The page's polls say the position it showed: still the fast path, the lower one.
+    seen = await handle(make_mocked_request("GET", f"/api/v1/events/camp/tickets/{known}?seen=1"))
+    assert handed_on == [] and '"position":1' in (seen.text or "")
     for method, path in [
+        # Read as received: an escape is left to the router, which decodes it.
+        ("GET", f"/api/v1/events/c%61mp/tickets/{known}"),
         ("GET", f"/api/v1/events/camp/tickets/{unseen}"),  # first sight here: full check
         ("DELETE", f"/api/v1/events/camp/tickets/{known}"),
         ("GET", f"/api/v1/events/other/tickets/{known}"),
@@ -71,7 +104,7 @@ async def test_dispatch() -> None:
         ("GET", "/healthz"),
     ]:
         assert (await handle(make_mocked_request(method, path))).status == 299
-    assert len(handed_on) == 6
+    assert len(handed_on) == 7
     await redis.aclose()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from redis.asyncio import Redis
 
 from tests.conftest import drawn_view
@@ -70,6 +72,29 @@ def test_eta_when_the_door_is_full_follows_session_lengths() -> None:
     assert view.eta_ms(21, now) == 3_200  # 10 into the room at 10/s, then 11 at 5/s
     view.active = 100
     assert view.eta_ms(21, now) == 4_200  # the door is full: all 21 at 5/s
+
+
+def test_the_short_way_for_tickets_in_line_agrees_with_the_full_rules() -> None:
+    """``in_line`` (the poll's short way) answers exactly as ``resolve_any`` wherever it
+    answers, and it does answer plain waiting tickets: every ticket of a view with
+    departures, skips, requeues, admissions and a served pointer, at every state, with and
+    without a position the page showed, and after a pause."""
+    view = drawn_view(opens_ms=OPENS, prequeue=8, seq=14, rate=60)
+    view.served = 4
+    view.apply_log(["A 2 1001000", "A 4 1001500", "S 6 4", "L 9", "E 3", "R 7 15", "L 12"])
+    answered = 0
+    for now in (OPENS - 500, OPENS + 2_000, OPENS + 90_000, view.config.closes_ms + 1):
+        for arrival in range(1, 16):
+            for seen in (None, 1, 2, 50):
+                short = view.in_line(arrival, now, seen)
+                full = view.resolve_any(arrival, now, seen)
+                assert short is None or short == full, (arrival, now, seen, short, full)
+                assert view.resolve(arrival, now, seen) == full
+                answered += short is not None
+    assert answered > 40  # the plain waiting tickets, open: the short way answered them
+    view.config = replace(view.config, paused=True)
+    assert view.in_line(10, OPENS + 2_000) is None
+    assert view.resolve(10, OPENS + 2_000).status is TicketStatus.WAITING
 
 
 async def test_concurrent_refreshes_fold_each_log_entry_once(redis: Redis) -> None:
