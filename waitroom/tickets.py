@@ -90,6 +90,6 @@ async def record_heartbeats(scripts: Scripts, seen: dict[str, dict[int, int]]) -
         hb = EventKeys(event_id).hb
         items = list(beats.items())
         for start in range(0, len(items), HEARTBEATS_PER_CALL):
-            args = [str(v) for pair in items[start : start + HEARTBEATS_PER_CALL] for v in pair]
+            packed = ",".join(f"{a}:{ms}" for a, ms in items[start : start + HEARTBEATS_PER_CALL])
             with timed(REDIS_LATENCY, "heartbeats"):
-                await scripts.heartbeat(keys=[hb], args=args)
+                await scripts.heartbeat(keys=[hb], args=[packed])
