@@ -44,9 +44,10 @@ from loadtests.faults import (
     load_schedule,
     outflow_resumed,
     positions_never_rose,
+    slow_requests,
 )
 from loadtests.hoststack import HostStack, available
-from loadtests.report import WEEKS, Plan, Report, Sample
+from loadtests.report import SLOW_S, WEEKS, Plan, Report, Sample
 from payment_adapter.store import payments
 from waitroom import audit
 from waitroom.db import create_database, drop_database, make_engine, reading
@@ -183,7 +184,12 @@ def run(plan: Plan) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     out = plan.out
     out.mkdir(parents=True, exist_ok=True)
-    for old in [*out.glob("parents-*.jsonl"), *out.glob("requests-*.json"), out / "stats.jsonl"]:
+    for old in [
+        *out.glob("parents-*.jsonl"),
+        *out.glob("requests-*.json"),
+        *out.glob("slow-*.json"),
+        out / "stats.jsonl",
+    ]:
         old.unlink(missing_ok=True)
     run_dir = out / "stack"
     for old_dir in (run_dir, out / "logs"):  # a night of its own: no earlier run's data
@@ -247,6 +253,7 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path, schedule: list[FaultSpe
             "DRILL_SLEEP_SHARE": str(plan.sleep_share),
             "DRILL_SLEEP_S": str(plan.heartbeat_timeout_s + 10),
             "DRILL_DECLINE_SHARE": str(plan.decline_share),
+            "DRILL_SLOW_MS": str(SLOW_S * 1000),
         }
         # Arrivals over the minute before the draw, and a sixth of them after it (late
         # arrivals, served FIFO behind the drawn pre-queue).
@@ -315,6 +322,7 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path, schedule: list[FaultSpe
         fault_marks=[(f.at, f.target or f.spec.what) for f in injected if not f.error],
         fault_spans=[(start, end) for _, start, end in fault_windows(injected)],
         seconds=seconds,
+        slow_lines=slow_requests(injected, _slow(out), opens_at),
     )  # fmt: skip
     verdict = report.write()
     print(f"drill: report in {out / 'report.md'}: {'PASS' if verdict else 'FAIL'}", flush=True)
@@ -440,6 +448,14 @@ def _seconds(out: Path) -> dict[int, list[int]]:
             mine = total.setdefault(int(second), [0] * len(counts))
             total[int(second)] = [a + b for a, b in zip(mine, counts, strict=True)]
     return total
+
+
+def _slow(out: Path) -> list[list[Any]]:
+    """The parents' slow requests, from every Locust process (loadtests/locustfile.py)."""
+    found: list[list[Any]] = []
+    for path in out.glob("slow-*.json"):
+        found += json.loads(path.read_text("utf-8"))
+    return found
 
 
 def _locust_stats(out: Path) -> list[dict[str, str]]:

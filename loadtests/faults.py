@@ -37,6 +37,7 @@ import signal
 import threading
 import time
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -346,6 +347,35 @@ def calm_failures(injected: list[Injected], seconds: dict[int, list[int]]) -> tu
         requests > 0 and failed == 0,
         f"{failed} failures of {requests} requests outside the windows",
     )
+
+
+def slow_requests(injected: list[Injected], slow: list[list[Any]], opens_at: float) -> list[str]:
+    """Where the parents' slow requests (``DRILL_SLOW_MS``, by when they were sent) fell:
+    in each fault's window, or outside every window. Informational, not a verdict: the
+    budget above judges failures; this says which fault the slow ones belong to."""
+    windows = fault_windows(injected)
+    groups: dict[str, list[list[Any]]] = {}
+    for request in slow:
+        sent_at = float(request[0])
+        where = next(
+            (f"{f.target or f.spec.what} window" for f, a, b in windows if a <= sent_at < b),
+            "outside the fault windows",
+        )
+        groups.setdefault(where, []).append(request)
+    lines = []
+    for where, found in sorted(groups.items(), key=lambda g: min(float(r[0]) for r in g[1])):
+        after_draw = [float(r[0]) - opens_at for r in found]
+        names = Counter(f"{r[1]} {r[2]}" for r in found)
+        statuses = Counter(str(r[3] or "no answer") for r in found)
+        lines.append(
+            f"{where}: {len(found)}, sent from {min(after_draw):+.0f} s to "
+            f"{max(after_draw):+.0f} s after the draw, "
+            f"longest {max(int(r[4]) for r in found) / 1000:.1f} s; "
+            + ", ".join(f"{n} {c}" for n, c in names.most_common())
+            + "; answered "
+            + ", ".join(f"{st}: {c}" for st, c in statuses.most_common())
+        )
+    return lines
 
 
 def positions_never_rose(parents: list[dict[str, Any]]) -> tuple[str, bool, str]:

@@ -44,6 +44,10 @@ _records: Any = None
 # Per second of the night: [requests, failures, 5xx answers, no connection, total ms],
 # written to DRILL_OUT/requests-<pid>.json when Locust quits (the fault drill's budget).
 _seconds: dict[int, list[int]] = {}
+# Each request slower than SLOW_MS: [sent at (wall clock), method, name, status, ms],
+# written to DRILL_OUT/slow-<pid>.json (the report places them in the fault windows).
+SLOW_MS = int(os.environ.get("DRILL_SLOW_MS", "5000"))
+_slow: list[list[Any]] = []
 
 
 def _family_index() -> int:
@@ -296,8 +300,20 @@ def _phone(family: int) -> str:
 
 
 @events.request.add_listener
-def _count(response: Any = None, exception: Any = None, response_time: float = 0, **_: Any) -> None:
+def _count(
+    response: Any = None,
+    exception: Any = None,
+    response_time: float = 0,
+    request_type: str = "",
+    name: str = "",
+    **_: Any,
+) -> None:
     status = int(getattr(response, "status_code", 0) or 0)
+    if response_time >= SLOW_MS:
+        now = time.time()
+        _slow.append(
+            [round(now - response_time / 1000, 3), request_type, name, status, int(response_time)]
+        )
     counts = _seconds.setdefault(int(time.time()), [0, 0, 0, 0, 0])
     counts[0] += 1
     counts[1] += exception is not None
@@ -313,3 +329,4 @@ def _close(**_: Any) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"requests-{os.getpid()}.json"
     path.write_text(json.dumps({str(k): v for k, v in sorted(_seconds.items())}), "utf-8")
+    (OUT / f"slow-{os.getpid()}.json").write_text(json.dumps(_slow), "utf-8")

@@ -19,6 +19,7 @@ from waitroom import audit
 WEEKS = 6
 LONG_WAIT_S = 60  # the ETA's relative error is judged on waits of at least this long
 OUTFLOW_WINDOW_S = 20
+SLOW_S = 5  # the requests the report places in time (the locustfile keeps each one)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ class Report:
     # judged outside them ("the outflow resumed" judges them).
     fault_spans: list[tuple[float, float]] = field(default_factory=list)
     seconds: dict[int, list[int]] = field(default_factory=dict)
+    # Where the requests slower than the locustfile's SLOW_MS fell (loadtests/faults.py).
+    slow_lines: list[str] = field(default_factory=list)
 
     def checks(self) -> list[tuple[str, bool, str]]:
         plan, record = self.plan, self.record
@@ -282,6 +285,7 @@ class Report:
                 for r in self.stats
             ),
             "",
+            *self._slow_lines(),
             "## ETA error (actual admission - predicted when first in line)",
             "",
             f"{len(errors)} tickets (requeued ones excluded): p10 {percentile(errors, 0.1):.1f} s, "
@@ -317,6 +321,12 @@ class Report:
             *(f"- {line}" for line in self.faults_log),
             "",
         ]
+
+    def _slow_lines(self) -> list[str]:
+        if not self.slow_lines:
+            return [f"No request took {SLOW_S} s or more.", ""]
+        return [f"Requests that took {SLOW_S} s or more, by when they were sent:", "",
+                *(f"- {line}" for line in self.slow_lines), ""]  # fmt: skip
 
     def _relative_lines(self) -> list[str]:
         relative = self.relative_eta_errors()

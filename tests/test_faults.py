@@ -110,6 +110,23 @@ def test_the_error_budget_and_the_calm_night_are_judged_by_window() -> None:
     assert not faults.calm_failures([kill], seconds)[1]
 
 
+def test_slow_requests_are_placed_in_the_fault_windows() -> None:
+    link = _struck("gw-a", at=1000.0, back_after_s=30.0, link_down="gw-a")
+    slow = [
+        [1002.5, "POST", "join", 504, 15_020],  # in flight when the link went down
+        [1010.0, "GET", "poll", 0, 9_000],
+        [1050.0, "POST", "join", 201, 5_200],  # after the window (1000 to 1045)
+    ]
+    lines = faults.slow_requests([link], slow, opens_at=990.0)
+    assert lines == [
+        "gw-a window: 2, sent from +12 s to +20 s after the draw, longest 15.0 s; "
+        "POST join 1, GET poll 1; answered 504: 1, no answer: 1",
+        "outside the fault windows: 1, sent from +60 s to +60 s after the draw, longest "
+        "5.2 s; POST join 1; answered 201: 1",
+    ]
+    assert faults.slow_requests([link], [], opens_at=990.0) == []
+
+
 def test_a_position_that_rose_is_reported() -> None:
     calm = [{"first_position": 5}, {"first_position": 9}]
     assert faults.positions_never_rose(calm)[1]
