@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from gateway import observe, proof
 from gateway.cart_calls import call_cart
@@ -21,7 +21,7 @@ from waitroom.pb.cart.v1 import cart_pb2
 from waitroom.rpc import bearer_metadata
 from waitroom.schedule import EventState
 from waitroom.settings import Settings
-from waitroom.tickets import JoinCode, LeaveOutcome, leave, requeue
+from waitroom.tickets import JoinCode, JoinResult, LeaveOutcome, leave, requeue
 from waitroom.tokens import InvalidAdmission
 from waitroom.view import EventView, Resolution, TicketStatus
 
@@ -188,6 +188,8 @@ async def _put_back(gw: Gateway, view: EventView, arrival: int, now_ms: int) -> 
 def _live_cookie_ticket(
     request: web.BaseRequest, gw: Gateway, view: EventView, now_ms: int
 ) -> tuple[str, int, Resolution] | None:
+    if hdrs.COOKIE not in request.headers:  # a first join: nothing to parse
+        return None
     ticket_id = request.cookies.get(cookie_name(view.event_id))
     if not ticket_id:
         return None
@@ -217,7 +219,7 @@ async def join(request: web.Request) -> web.Response:
 
 async def join_ticket(gw: Gateway, event_id: str, request: web.BaseRequest) -> web.Response:
     """Join (or rejoin with the browser's cookie); raises ApiError for refusals it names."""
-    view = await event_view(gw, event_id)
+    view = gw.store.views.get(event_id) or await event_view(gw, event_id)
     now_ms = gw.store.clock.now_ms()
     existing = _live_cookie_ticket(request, gw, view, now_ms)
     if existing is not None:
@@ -232,45 +234,49 @@ async def join_ticket(gw: Gateway, event_id: str, request: web.BaseRequest) -> w
         return error(409, "closed")
     if gw.store.age_s() > gw.settings.stale_after_s:
         return unavailable()
-    bits = gw.settings.join_proof_bits
-    key = gw.proof_key
     shown = request.headers.get(proof.HEADER)
-    if shown is not None and bits:
-        client = "pow:" + proof.verify(key, view.event_id, shown)
+    if shown is not None and gw.settings.join_proof_bits:
+        client = "pow:" + proof.verify(gw.proof_key, view.event_id, shown)
     else:
         client = client_address(request, gw.settings)
     result = await gw.joiner.join(view.event_id, client)
+    if result.code is not JoinCode.ISSUED:
+        return _join_refused(gw, view, result)
+    return _ticket_issued(gw, view, result, now_ms)
+
+
+def _join_refused(gw: Gateway, view: EventView, result: JoinResult) -> web.Response:
+    """The answer to a join the script refused (raises ApiError for an unknown event)."""
     if result.code is JoinCode.NOT_OPEN:
         return error(409, "not_open", waiting_room_opens_at=view.config.iso(view.config.wro_ms))
     if result.code is JoinCode.CLOSED:
         return error(409, "closed")
     if result.code is JoinCode.UNKNOWN_EVENT:
         raise ApiError(404, "unknown_event")
-    if result.code is JoinCode.RATE_LIMITED:
-        retry_s = max(1, math.ceil(result.retry_after_ms / 1000))
-        headers = {"Retry-After": str(retry_s)}
-        if bits:  # the way past the limit at once: a proof of work (gateway/proof.py)
-            headers[proof.CHALLENGE_HEADER] = proof.challenge(key, view.event_id, bits)
-            headers[proof.BITS_HEADER] = str(bits)
-        return error(429, "rate_limited", headers=headers)
-    ticket_id = ticket_ids.encode(gw.ticket_key(view), result.arrival)
-    view.seq = max(view.seq, result.arrival)
-    gw.remember(view, ticket_id, result.arrival)
+    retry_s = max(1, math.ceil(result.retry_after_ms / 1000))  # RATE_LIMITED
+    headers = {"Retry-After": str(retry_s)}
+    bits = gw.settings.join_proof_bits
+    if bits:  # the way past the limit at once: a proof of work (gateway/proof.py)
+        headers[proof.CHALLENGE_HEADER] = proof.challenge(gw.proof_key, view.event_id, bits)
+        headers[proof.BITS_HEADER] = str(bits)
+    return error(429, "rate_limited", headers=headers)
+
+
+def _ticket_issued(gw: Gateway, view: EventView, result: JoinResult, now_ms: int) -> web.Response:
+    """201 with the new ticket and the cookie that ties the browser to it."""
+    arrival = result.arrival
+    ticket_id = ticket_ids.encode(gw.ticket_key(view), arrival)
+    view.seq = max(view.seq, arrival)
+    gw.remember(view, ticket_id, arrival)
     if result.admitted:
         res = Resolution(TicketStatus.ADMITTED, admitted_at_ms=result.now_ms)
     else:
-        res = view.resolve(result.arrival, result.now_ms)
+        res = view.resolve(arrival, result.now_ms)
+    body = ticket_body(gw, view, ticket_id, arrival, res, result.now_ms)
     max_age = max(60, (view.config.closes_ms + view.config.session_ttl_ms - now_ms) // 1000)
     observe.joins.inc(view.event_id)
-    return reply(
-        ticket_body(gw, view, ticket_id, result.arrival, res, result.now_ms),
-        status=201,
-        headers={
-            "Set-Cookie": ticket_cookie(
-                view.event_id, ticket_id, max_age, gw.settings.secure_cookies
-            )
-        },
-    )
+    cookie = ticket_cookie(view.event_id, ticket_id, max_age, gw.settings.secure_cookies)
+    return reply(body, status=201, headers={"Set-Cookie": cookie})
 
 
 async def _ticket(request: web.Request) -> tuple[Gateway, EventView, str, int]:

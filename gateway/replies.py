@@ -55,7 +55,10 @@ def reply(
     body: object, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     """A JSON response (``application/json; charset=utf-8``)."""
-    all_headers = _JSON_HEADERS_CI if headers is None else {**_JSON_HEADERS, **headers}
+    all_headers = _JSON_HEADERS_CI
+    if headers is not None:
+        all_headers = _JSON_HEADERS_CI.copy()
+        all_headers.update(headers)
     return web.Response(body=orjson.dumps(body), status=status, headers=all_headers)
 
 
@@ -103,8 +106,14 @@ async def answering_errors(
     # The request id its logs carry and the gRPC calls pass on; answered back.
     request_id = logs.request_id_from(request.headers.get(logs.HEADER))
     token = logs.REQUEST_ID.set(request_id)
+    # One coroutine, not two: a join suspends on its Redis script, and every layer of
+    # coroutines is stepped again on the way back.
     try:
-        response = await _answering_errors(request, call, origins)
+        if request.method not in SAFE_METHODS and "Origin" in request.headers:
+            refuse_cross_origin(request, origins)
+        response = await call()
+    except Exception as exc:
+        response = _error_answer(request, exc)
     finally:
         logs.REQUEST_ID.reset(token)
     if not response.prepared:
@@ -117,29 +126,22 @@ async def answering_errors(
     return response
 
 
-async def _answering_errors(
-    request: web.BaseRequest,
-    call: Callable[[], Awaitable[web.StreamResponse]],
-    origins: Collection[str],
-) -> web.StreamResponse:
-    try:
-        if request.method not in SAFE_METHODS and "Origin" in request.headers:
-            refuse_cross_origin(request, origins)
-        return await call()
-    except ApiError as exc:
+def _error_answer(request: web.BaseRequest, exc: Exception) -> web.StreamResponse:
+    """The JSON answer to an exception raised under a handler; aiohttp's own redirects
+    and the like (an HTTPException below 400) are raised on."""
+    if isinstance(exc, ApiError):
         return reply({"error": exc.code, **exc.extra}, status=exc.status)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return error(exc.status, _CODES.get(exc.status, "error"))
-    except Exception as exc:
-        if redis_unavailable(exc):  # down, or failing over
-            log.warning(
-                "redis unavailable during %s %s: %s", request.method, request.path, describe(exc)
-            )
-            return unavailable()
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error(500, "internal")
+    if redis_unavailable(exc):  # down, or failing over
+        log.warning(
+            "redis unavailable during %s %s: %s", request.method, request.path, describe(exc)
+        )
+        return unavailable()
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return error(500, "internal")
 
 
 def refuse_cross_origin(request: web.BaseRequest, allowed: Collection[str]) -> None:

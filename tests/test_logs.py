@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +54,11 @@ def test_a_request_id_is_kept_only_when_sane() -> None:
     for bad in ("", None, "x" * 65, "a b", "<script>"):
         made = logs.request_id_from(bad)
         assert made != bad and len(made) == 16
+    new = {logs.request_id_from(None) for _ in range(1000)}
+    assert len(new) == 1000 and all(_VALID_NEW.match(m) for m in new)
+
+
+_VALID_NEW = re.compile(r"^[0-9a-f]{16}$")
 
 
 class _Seen(logging.Handler):

@@ -235,9 +235,9 @@ class EventView:
         in line while the event is open (not gone, not skipped, its line not yet served).
         None in every other case, which the rest of ``resolve`` answers. Polls are the
         load, and most of them are this case (``make bench``)."""
-        if arrival in self.skipped or arrival in self.left or arrival in self.ended:
+        if self.config.state(now_ms) is not EventState.OPEN:  # first: the pre-queue's polls
             return None
-        if self.config.state(now_ms) is not EventState.OPEN:
+        if arrival in self.skipped or arrival in self.left or arrival in self.ended:
             return None
         line = self.requeued.get(arrival)
         requeued = line is not None
