@@ -68,6 +68,8 @@ class JoinCoalescer:
             results = await join_batch(
                 self._scripts, event_id, clients, self._limit, self._window_ms
             )
+            if len(results) != len(joins):  # never leave a join (or the event) waiting
+                raise RuntimeError(f"join script answered {len(results)} of {len(joins)}")
         except asyncio.CancelledError:  # shutting down: nothing more is sent
             for _, future in joins:
                 future.cancel()

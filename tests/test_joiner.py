@@ -4,7 +4,7 @@ meanwhile in the next one, in the order they came."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -102,3 +102,21 @@ async def test_a_batch_never_exceeds_the_cap(monkeypatch: pytest.MonkeyPatch) ->
     results = await asyncio.gather(*(joiner.join("camp", str(i)) for i in range(n)))
     assert [len(clients) for _, clients in script.calls] == [256, 256, 5]
     assert [r.arrival for r in results] == list(range(1, n + 1))
+
+
+async def test_a_short_answer_fails_its_joins_and_frees_the_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script = _Script()
+    script.release.set()
+    answers: Iterator[list[JoinResult] | None] = iter([[], None])
+
+    async def short_once(*args: Any) -> list[JoinResult]:
+        answer = next(answers)
+        return answer if answer is not None else await script(*args)
+
+    monkeypatch.setattr(gateway.joiner, "join_batch", short_once)
+    joiner = JoinCoalescer(None, 10, 1000)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        await joiner.join("camp", "a")
+    assert (await joiner.join("camp", "b")).code is JoinCode.ISSUED
