@@ -10,9 +10,10 @@ runs measured that more than the gateway.
 
 The server measured (the gateway, or the bare handler) runs alone on one core; wrk, Redis
 and the queue service share the others, as the clients and Redis are on other machines in
-production. Unpinned, the three shared both cores: the gateway was busy only 79 % of a
-join run (joins 0.37), the rest waiting on Redis replies, likeliest for a core; pinned,
-it was busy 96 % (0.45, three rounds within 0.01), and the ratio measures its own cost.
+production, so the ratio measures the server's own cost. With the join path of
+2026-11-24, unpinned, the gateway was busy only 79 % of a join run (joins 0.37), the rest
+waiting on many small Redis calls; pinned, 96 % (0.45, three rounds within 0.01). With
+one script call in flight per event (gateway/joiner.py) the two agree (about 0.49).
 
 Environment: BENCH_TICKETS (100000), BENCH_SECONDS (5, each run), BENCH_ROUNDS (3),
 BENCH_CONNECTIONS (64), BENCH_WARMUP_SECONDS (8), BENCH_PIN (1; 0: no pinning).
