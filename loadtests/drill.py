@@ -295,6 +295,7 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path, schedule: list[FaultSpe
         )
         parents = _parents(out)
         sessions = asyncio.run(_paid_sessions_ended(env["WAITROOM_REDIS_URL"], cluster, parents))
+        drops = stack.listen_drops() if isinstance(stack, HostStack) else {}
     finally:
         if runner is not None:
             runner.stop()
@@ -323,6 +324,7 @@ def _run(plan: Plan, env: dict[str, str], run_dir: Path, schedule: list[FaultSpe
         fault_spans=[(start, end) for _, start, end in fault_windows(injected)],
         seconds=seconds,
         slow_lines=slow_requests(injected, _slow(out), opens_at),
+        listen_drops=drops,
     )  # fmt: skip
     verdict = report.write()
     print(f"drill: report in {out / 'report.md'}: {'PASS' if verdict else 'FAIL'}", flush=True)

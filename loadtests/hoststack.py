@@ -405,6 +405,22 @@ class HostStack:
                            capture_output=True)  # fmt: skip
             self._loss_rule = rule
 
+    def listen_drops(self) -> dict[str, int]:
+        """Connections the load balancer's and each gateway host's kernel dropped because a
+        listen queue was full (each namespace has its own counters): a gateway that drops
+        the load balancer's health check is marked down."""
+        found = {}
+        for host in ("lb", *GATEWAY_HOSTS):
+            out = subprocess.run(
+                self.command_on(host, ["nstat", "-asz", "TcpExtListenOverflows"]),
+                capture_output=True, text=True, check=False,
+            ).stdout  # fmt: skip
+            for line in out.splitlines():
+                name, _, rest = line.partition(" ")
+                if name == "TcpExtListenOverflows":
+                    found[host] = int(rest.split()[0])
+        return found
+
     # -- stop -----------------------------------------------------------------------------
 
     def stop(self) -> None:

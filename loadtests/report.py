@@ -95,6 +95,8 @@ class Report:
     seconds: dict[int, list[int]] = field(default_factory=dict)
     # Where the requests slower than the locustfile's SLOW_MS fell (loadtests/faults.py).
     slow_lines: list[str] = field(default_factory=list)
+    # Connections each host's kernel dropped on a full listen queue (informational).
+    listen_drops: dict[str, int] = field(default_factory=dict)
 
     def checks(self) -> list[tuple[str, bool, str]]:
         plan, record = self.plan, self.record
@@ -320,7 +322,15 @@ class Report:
             "",
             *(f"- {line}" for line in self.faults_log),
             "",
+            *self._listen_lines(),
         ]
+
+    def _listen_lines(self) -> list[str]:
+        if not self.listen_drops:
+            return []
+        counts = ", ".join(f"{host} {n}" for host, n in self.listen_drops.items())
+        return [f"Connections dropped on a full listen queue (TcpExtListenOverflows), by host:"
+                f" {counts}.", ""]  # fmt: skip
 
     def _slow_lines(self) -> list[str]:
         if not self.slow_lines:
