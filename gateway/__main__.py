@@ -35,7 +35,13 @@ async def serve(settings: Settings) -> None:
     malformed.install(runner)
     malformed.install(operator)
     try:
-        site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=True)
+        site = web.TCPSite(
+            runner,
+            settings.http_host,
+            settings.http_port,
+            reuse_port=True,
+            backlog=settings.http_backlog,
+        )
         await site.start()
         admin_site = web.TCPSite(
             operator, settings.admin_host, settings.admin_port, reuse_port=True

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import os
+import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -166,6 +168,8 @@ async def test_several_gateway_processes_report_the_totals_of_all(
                 return False
 
         await wait_for(up, 20)
+        if shutil.which("ss"):
+            assert _backlogs(port) == [min(settings.http_backlog, _somaxconn())] * 2
         joins = 40
         statuses = [(await fresh("POST", "/api/v1/events/camp/tickets"))[0] for _ in range(joins)]
         assert statuses == [201] * joins
@@ -190,6 +194,18 @@ async def test_several_gateway_processes_report_the_totals_of_all(
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+def _backlogs(port: int) -> list[int]:
+    """The backlog of each socket listening on ``port`` (a listening socket's Send-Q)."""
+    listing = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    return [int(line.split()[2]) for line in listing.splitlines()]
+
+
+def _somaxconn() -> int:
+    return int(Path("/proc/sys/net/core/somaxconn").read_text())
 
 
 def test_tallied_latencies_equal_observed_ones() -> None:

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     redis_cluster: bool = False
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
+    # Connections the kernel queues for the public listener before the gateway accepts
+    # them (capped by net.core.somaxconn). aiohttp's 128 overflowed in the 3 000-parent
+    # fault drill (12 065 connections dropped on one gateway in a run): each one a parent
+    # waiting a second or more, or the load balancer's health check failing and a
+    # healthy gateway marked down (docs/operations.md).
+    http_backlog: int = Field(2048, ge=16, le=65535)
     admin_token: SecretStr | None = None
     # The staff console's accounts (JSON, written by `waitroom staff add`); unset: the
     # console answers its login page only, with no account to log in with.
