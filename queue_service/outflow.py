@@ -23,16 +23,24 @@ MAX_CALLS_PER_TICK = 8
 STATS_EVERY_S = 1.0
 
 
+def gap_for(tick_s: float) -> float:
+    """The longest time between two ticks that still counts as the door working: ticks
+    last milliseconds, so a second (or five ticks, when ticks are slow) means a stall."""
+    return max(1.0, 5 * tick_s)
+
+
 class EventOutflow:
     """Draws and admits for one event, fenced by the leader's epoch."""
 
-    def __init__(self, redis: Redis, scripts: Scripts, store: ViewStore, event_id: str) -> None:
+    def __init__(
+        self, redis: Redis, scripts: Scripts, store: ViewStore, event_id: str, tick_s: float
+    ) -> None:
         self._redis = redis
         self._scripts = scripts
         self._store = store
         self.event_id = event_id
         self.keys = EventKeys(event_id)
-        self.meter = OutflowMeter()
+        self.meter = OutflowMeter(gap_s=gap_for(tick_s))
         self.sessions = SessionMeter()
         # When this process last ticked as the leader; None while it stands by, so that its
         # first tick as the leader does not count the time it stood by as time admitting.

@@ -60,7 +60,7 @@ class QueueService:
     def _outflow(self, event_id: str) -> EventOutflow:
         outflow = self._outflows.get(event_id)
         if outflow is None:
-            outflow = EventOutflow(self.redis, self.scripts, self.store, event_id)
+            outflow = EventOutflow(self.redis, self.scripts, self.store, event_id, self.tick_s)
             self._outflows[event_id] = outflow
         return outflow
 

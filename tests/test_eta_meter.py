@@ -6,9 +6,36 @@ import math
 
 import pytest
 
-from queue_service.eta import MIN_SESSION_SAMPLES, SESSION_WINDOW_S, SessionMeter, kaplan_meier_mean
+from queue_service.eta import (
+    MIN_SESSION_SAMPLES,
+    SESSION_WINDOW_S,
+    OutflowMeter,
+    SessionMeter,
+    Tick,
+    kaplan_meier_mean,
+)
 
 TTL = 2_400_000
+
+
+def test_a_stall_between_ticks_does_not_slow_the_measured_rate() -> None:
+    """Ten ticks a second at 2.5 admissions a second (150/min), a 3 s failover, then the
+    tick that spends the bucket's credit, then ten more seconds: the rate stays 2.5/s."""
+    ticks, at = [], 0.0
+    for stall in (False, True):
+        if stall:
+            at += 3.0
+            ticks.append(Tick(at, 3.0, 3, 0, True))  # the first tick after the stall
+        for i in range(1, 101):  # 10 s: one admission every 4 ticks
+            at += 0.1
+            ticks.append(Tick(at, 0.1, 1 if i % 4 == 0 else 0, 0, True))
+    meters = OutflowMeter(gap_s=1.0), OutflowMeter(gap_s=5.0)
+    for meter in meters:
+        for tick in ticks:
+            meter.record(tick)
+    assert meters[0].rate_per_s(at) == pytest.approx(2.5)
+    # Counted, the stall makes it 53 admissions in 23 s, 8 % slow (and worse nearer a draw).
+    assert meters[1].rate_per_s(at) == pytest.approx(53 / 23)
 
 
 def test_session_lengths_from_the_active_set() -> None:
