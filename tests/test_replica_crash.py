@@ -63,6 +63,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[LocalStack, str]]:
     try:
         local.start()
         assert local.wait_ready(timeout_s=60)
+        _wait_replicas_serving(local, timeout_s=60)
         yield local, database
     finally:
         local.stop()
@@ -88,6 +89,22 @@ def _counts(database: str) -> tuple[int, int, int]:
             await engine.dispose()
 
     return asyncio.run(count())
+
+
+def _wait_replicas_serving(local: LocalStack, timeout_s: float) -> None:
+    """Until every cart replica serves its /metrics, which it starts once its gRPC listeners
+    are up. The gateway is ready as soon as one replica answers; a replica still starting
+    would take no checkout (round robin skips it) and refuse the test's metrics reads."""
+    deadline = time.monotonic() + timeout_s
+    for replica in (c for c in local.supervisor.children if c.name.startswith("cart_service")):
+        port = replica.env["WAITROOM_CART_METRICS_PORT"]
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).close()
+                break
+            except OSError as exc:
+                assert time.monotonic() < deadline, f"{replica.name} not serving: {exc}"
+                time.sleep(0.2)
 
 
 def _charges_received(metrics_port: str) -> int:
