@@ -19,6 +19,7 @@ from waitroom import audit
 WEEKS = 6
 LONG_WAIT_S = 60  # the ETA's relative error is judged on waits of at least this long
 OUTFLOW_WINDOW_S = 20
+SAMPLE_GAP_S = 1.5  # samples are a second apart: a longer gap is a second missed
 SLOW_S = 5  # the requests the report places in time (the locustfile keeps each one)
 
 
@@ -71,6 +72,45 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
     return ordered[index]
+
+
+def outflow_windows(
+    samples: list[Sample],
+    opens_at: float,
+    admit_per_minute: int,
+    max_active: int,
+    fault_spans: list[tuple[float, float]],
+) -> list[tuple[float, float]]:
+    """(admitted / configured, seconds after the draw) for each window of
+    ``OUTFLOW_WINDOW_S`` (sliding by 5 s) after the draw in which every sample had people
+    waiting and the door below max_active, outside the fault spans.
+
+    A window with a gap in its samples (the operator's stats did not answer, as in a
+    Redis failover) says nothing of the door during the gap, and is not judged; the
+    windows after it are."""
+    after = [s for s in samples if s.at >= opens_at]
+    expected = admit_per_minute / 60 * OUTFLOW_WINDOW_S
+    found: list[tuple[float, float]] = []
+    for i, first in enumerate(after):
+        end = first.at + OUTFLOW_WINDOW_S
+        if end > after[-1].at + SAMPLE_GAP_S:
+            break  # the drill ended inside this window
+        inside = [s for s in after[i:] if s.at <= end]
+        last = inside[-1]
+        if any(b.at - a.at > SAMPLE_GAP_S for a, b in itertools.pairwise(inside)):
+            continue
+        if last.at - first.at < OUTFLOW_WINDOW_S - SAMPLE_GAP_S:
+            continue
+        if any(s.waiting == 0 or s.active >= max_active for s in inside):
+            continue
+        if any(first.at < end_ and start < last.at for start, end_ in fault_spans):
+            continue
+        if found and first.at - opens_at - found[-1][1] < 5:
+            continue
+        ratio = (last.admitted_total - first.admitted_total) / expected
+        scale = OUTFLOW_WINDOW_S / (last.at - first.at)  # samples are about 1 s apart
+        found.append((ratio * scale, first.at - opens_at))
+    return found
 
 
 @dataclass
@@ -220,28 +260,13 @@ class Report:
         return found
 
     def outflow_windows(self) -> list[tuple[float, float]]:
-        """(admitted / configured, seconds after the draw) for each window of
-        ``OUTFLOW_WINDOW_S`` (sliding by 5 s) after the draw in which every sample had
-        people waiting and the door below max_active."""
-        samples = [s for s in self.samples if s.at >= self.opens_at]
-        expected = self.plan.admit_per_minute / 60 * OUTFLOW_WINDOW_S
-        found: list[tuple[float, float]] = []
-        for i, first in enumerate(samples):
-            end = first.at + OUTFLOW_WINDOW_S
-            inside = [s for s in samples[i:] if s.at <= end]
-            last = inside[-1]
-            if last.at - first.at < OUTFLOW_WINDOW_S - 1.5:
-                break  # the drill ended inside this window
-            if any(s.waiting == 0 or s.active >= self.plan.max_active for s in inside):
-                continue
-            if any(first.at < end_ and start < last.at for start, end_ in self.fault_spans):
-                continue
-            if found and first.at - self.opens_at - found[-1][1] < 5:
-                continue
-            ratio = (last.admitted_total - first.admitted_total) / expected
-            scale = OUTFLOW_WINDOW_S / (last.at - first.at)  # samples are about 1 s apart
-            found.append((ratio * scale, first.at - self.opens_at))
-        return found
+        return outflow_windows(
+            self.samples,
+            self.opens_at,
+            self.plan.admit_per_minute,
+            self.plan.max_active,
+            self.fault_spans,
+        )
 
     @staticmethod
     def _busiest_window(times: list[float], width_s: float) -> int:

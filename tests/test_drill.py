@@ -80,11 +80,9 @@ def test_a_short_fault_drill_over_hosts_loses_nothing(tmp_path: Path) -> None:
     the payment provider slow and lossy for 20 s, PostgreSQL shut down at once. Every
     fault struck and was over in time, admissions went on within 10 s of each, the error
     budget held in each fault's window and nothing failed outside them, and nothing was
-    lost: tickets, positions, seats, payments, sessions. Nothing is left behind.
-
-    One calm-night check is left out of the assertion, not out of the report: "outflow
-    kept up" is judged outside the fault windows, and in a night this short the faults
-    and the full door leave no 20 s window to judge (the report says so)."""
+    lost: tickets, positions, seats, payments, sessions. Nothing is left behind. The
+    outflow kept up with the configured rate after the last fault's window (the door of
+    100 never fills here), and the ETAs of those who waited a minute were honest."""
     why = hoststack.available()
     if why is not None:
         unavailable(why)
@@ -97,8 +95,7 @@ def test_a_short_fault_drill_over_hosts_loses_nothing(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=400, check=False,
     )  # fmt: skip
     checks = {c["check"]: c for c in json.loads((out / "checks.json").read_text("utf-8"))}
-    kept_up = next(name for name in checks if name.startswith("outflow kept up"))
-    failed = [c for name, c in checks.items() if not c["ok"] and name != kept_up]
+    failed = [c for c in checks.values() if not c["ok"]]
     assert not failed, (failed, result.stdout[-2000:])
     for start in (
         "no payment lost",
@@ -112,6 +109,8 @@ def test_a_short_fault_drill_over_hosts_loses_nothing(tmp_path: Path) -> None:
         "no failed request outside the fault windows",
         "seats sold never above capacity",
         "the draw recomputes",
+        "outflow kept up",
+        "ETA honest",
     ):
         assert any(name.startswith(start) and c["ok"] for name, c in checks.items()), start
     report = (out / "report.md").read_text("utf-8")
