@@ -18,7 +18,7 @@ from cart_service.seats import lock_activities
 from tests.registration import load_catalogue
 from tests.support.desk import add_families
 from tests.support.postgres import drop, fresh_database
-from waitroom.db import _WriterLock, async_url, make_engine, reading, writing
+from waitroom.db import _WriterLock, async_url, make_engine, reading, unreachable, writing
 
 
 async def test_sqlite_statements_run_on_the_loop_thread(tmp_path: Path) -> None:
@@ -209,5 +209,39 @@ async def test_a_seat_lock_lets_other_carts_reference_the_activity() -> None:
             await settling.commit()
             await counting.rollback()
     finally:
+        await engine.dispose()
+        await drop(url)
+
+
+async def test_after_postgres_drops_the_pools_connections_one_try_fails_retryably() -> None:
+    """No ping before each use (it cost three round trips per transaction): when
+    PostgreSQL restarts, the first statement on a dead pooled connection fails, as one
+    the callers may try again (``unreachable``: the services answer UNAVAILABLE and the
+    gateway retries on any replica), and that failure throws away every pooled
+    connection, so the next try, and every later call, runs on a new one."""
+    url = await fresh_database()
+    engine = make_engine(url, pool_size=3)
+    admin = make_engine(url)
+    try:
+        async with engine.connect() as a, engine.connect() as b, engine.connect() as c:
+            for conn in (a, b, c):  # three connections in the pool
+                await conn.execute(text("SELECT 1"))
+        async with admin.connect() as conn:  # what a restart does to them
+            ended = await conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            assert ended.scalar_one() >= 3
+        with pytest.raises(Exception) as failed:
+            async with reading(engine) as conn:
+                await conn.execute(text("SELECT 1"))
+        assert unreachable(failed.value), failed.value
+        for _ in range(3):  # the other two dead connections went with the first
+            async with reading(engine) as conn:
+                assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await admin.dispose()
         await engine.dispose()
         await drop(url)
