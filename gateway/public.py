@@ -219,7 +219,7 @@ async def join(request: web.Request) -> web.Response:
 
 async def join_ticket(gw: Gateway, event_id: str, request: web.BaseRequest) -> web.Response:
     """Join (or rejoin with the browser's cookie); raises ApiError for refusals it names."""
-    view = gw.store.views.get(event_id) or await event_view(gw, event_id)
+    view = await event_view(gw, event_id)
     now_ms = gw.store.clock.now_ms()
     existing = _live_cookie_ticket(request, gw, view, now_ms)
     if existing is not None:
