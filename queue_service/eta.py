@@ -33,7 +33,8 @@ class OutflowMeter:
     too slow for the next seven seconds, and every ETA given then as much too long.
     """
 
-    def __init__(self, gap_s: float = 1.0) -> None:
+    def __init__(self, gap_s: float) -> None:
+        """``gap_s``: see ``queue_service.outflow.gap_for``."""
         self.gap_s = gap_s
         self._ticks: deque[Tick] = deque()
         self._totals: deque[tuple[float, int]] = deque()
