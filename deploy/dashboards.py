@@ -237,6 +237,17 @@ def services() -> dashboard.Dashboard:
         )
         .with_panel(
             series(
+                "gRPC way in p99 by method (caller's send to handler's start)", "s",
+                Query(
+                    "histogram_quantile(0.99, sum by (le, method) "
+                    "(rate(waitroom_grpc_server_way_in_seconds_bucket[5m])))",
+                    "{{method}}",
+                ),
+                w=12,
+            )
+        )
+        .with_panel(
+            series(
                 "Draw duration", "s",
                 Query("max by (event) (rate(waitroom_draw_duration_seconds_sum[1h]) / rate(waitroom_draw_duration_seconds_count[1h]))", "{{event}}"),
                 w=12,

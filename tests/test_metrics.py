@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tests.registration import registration_stack
 from tests.support.gateway_process import gateway_env
 from waitroom.metrics import LATENCY_BUCKETS
 from waitroom.redis_server import free_port
+from waitroom.rpc import SENT_AT, bearer_metadata, sent_at_s
 from waitroom.settings import Settings
 
 Client = TestClient[Any, Any]
@@ -122,6 +124,9 @@ async def test_registration_metrics(
     method = {"service": "waitroom.cart.v1.CartService", "method": "AddItems"}
     assert grew("waitroom_grpc_server_handled_total", **method, code="OK") == 1
     assert grew("waitroom_grpc_server_handling_seconds_count", **method) == 1
+    # The gateway says when it sent the call: the cart service times the call's way in.
+    assert grew("waitroom_grpc_server_way_in_seconds_count", **method) == 1
+    assert 0 <= grew("waitroom_grpc_server_way_in_seconds_sum", **method) < 60
 
 
 async def test_several_gateway_processes_report_the_totals_of_all(
@@ -240,3 +245,11 @@ def test_tallied_latencies_equal_observed_ones() -> None:
     assert value(text, "t_sum", route=route) == value(text, "o_sum", route=route)
     assert value(text, "r_total", route=route) == len(seconds)
     assert not observe._counts and not any(pending)
+
+
+def test_a_call_says_when_it_was_sent_and_garbage_is_ignored() -> None:
+    sent = dict(bearer_metadata("token"))[SENT_AT]
+    assert abs(sent_at_s([(SENT_AT, sent)]) - time.time()) < 60  # type: ignore[operator]
+    assert sent_at_s([("authorization", "Bearer x")]) is None
+    assert sent_at_s([(SENT_AT, "soon")]) is None
+    assert sent_at_s(None) is None

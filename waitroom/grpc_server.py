@@ -16,8 +16,8 @@ import grpc
 from grpc import aio as grpc_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from waitroom.metrics import GRPC_HANDLED, GRPC_IN_FLIGHT, GRPC_LATENCY
-from waitroom.rpc import RefusalInterceptor, wrap_unary
+from waitroom.metrics import GRPC_HANDLED, GRPC_IN_FLIGHT, GRPC_LATENCY, GRPC_WAY_IN
+from waitroom.rpc import RefusalInterceptor, sent_at_s, wrap_unary
 
 log = logging.getLogger(__name__)
 GRACE_S = 3.0
@@ -41,14 +41,18 @@ class RunningServer:
 
 
 class MetricsInterceptor(grpc_aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Counts and times every unary call by service, method and status code, and counts
-    the calls being served."""
+    """Counts and times every unary call by service, method and status code, counts the
+    calls being served, and times the way in of the calls that say when they were sent."""
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        sent = sent_at_s(details.invocation_metadata)
+        arrived = time.time()
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler
         service, _, method = details.method.lstrip("/").rpartition("/")
+        if sent is not None:
+            GRPC_WAY_IN.labels(service, method).observe(max(0.0, arrived - sent))
         inner = handler.unary_unary
         latency = GRPC_LATENCY.labels(service, method)
         in_flight = GRPC_IN_FLIGHT.labels(service, method)

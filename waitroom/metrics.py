@@ -78,6 +78,12 @@ GRPC_LATENCY = Histogram(
     "waitroom_grpc_server_handling_seconds", "Time to complete a gRPC call, by method",
     ["service", "method"], buckets=LATENCY_BUCKETS,
 )  # fmt: skip
+GRPC_WAY_IN = Histogram(
+    "waitroom_grpc_server_way_in_seconds",
+    "Time from the caller's send to the handler's start (the server's intake and event "
+    "loop), by method; read off the caller's clock, for calls that carry it",
+    ["service", "method"], buckets=LATENCY_BUCKETS,
+)  # fmt: skip
 
 # -- cart service ----------------------------------------------------------------------
 CART_HOLDS = Counter(

@@ -103,9 +103,30 @@ def caller() -> Caller:
     return _CALLER.get()
 
 
+# When the caller sent the call (its wall clock, in microseconds): the server times its
+# way in, from the caller's send to the handler's start (waitroom/grpc_server.py).
+SENT_AT = "waitroom-sent-at-us"
+
+
 def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
-    """The call's credential, and the request id it belongs to (waitroom/logs.py)."""
-    return (("authorization", f"Bearer {token}"), *logs.metadata())
+    """The call's credential, the request id it belongs to (waitroom/logs.py), and when
+    it is sent."""
+    return (
+        ("authorization", f"Bearer {token}"),
+        *logs.metadata(),
+        (SENT_AT, str(time.time_ns() // 1000)),
+    )
+
+
+def sent_at_s(metadata: Any) -> float | None:
+    """When the caller sent the call (seconds since the epoch), if it said."""
+    for key, value in metadata or ():
+        if key == SENT_AT:
+            try:
+                return int(value) / 1_000_000
+            except ValueError:
+                return None
+    return None
 
 
 def wrap_unary(
