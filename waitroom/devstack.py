@@ -33,9 +33,10 @@ from waitroom.tokens import new_signing_key, public_key_of
 
 RUN_DIR = Path(".run")
 # Ports each cart-service process listens on here (WAITROOM_CART_GRPC_LISTENERS): on one
-# machine with SQLite, one process serves the whole night, and gRPC's asyncio server takes
-# in one new call of a method per turn of the loop and per port (docs/operations.md).
-CART_LISTENERS = 4
+# machine with SQLite, one process serves the whole night, and gRPC's asyncio server keeps
+# one request for a new call of each method per port, re-armed a few turns of the loop
+# after each call it takes in (docs/operations.md, "the way in").
+CART_LISTENERS = 8
 DEMO_EVENT = "demo"
 REQUESTS_DEMO_EVENT = "victor"  # P'tit Victor's way: orders, then an allocation
 SERVICES = ("queue_service", "payment_adapter")  # and the cart service's replicas
