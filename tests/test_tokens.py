@@ -82,3 +82,37 @@ def test_a_signed_token_with_malformed_claims_is_refused(arr: object) -> None:
     token = signer.sign("camp", "T", arr, now, now + 600)  # type: ignore[arg-type]
     with pytest.raises(InvalidAdmission):
         verifier.verify(token, "camp")
+
+
+def test_a_token_checked_once_is_still_held_to_its_expiry_and_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The signature is checked once per token; the expiry and the event at every use."""
+    signer, _ = _signer()
+    verifier = AdmissionVerifier({"k1": signer.public_key()})
+    now = int(time.time())
+    token = signer.sign("camp", "T", 7, now, now + 60)
+    assert verifier.verify(token, "camp").arrival == 7
+    assert verifier.verify_any_event(token).event_id == "camp"
+    with pytest.raises(InvalidAdmission):  # the same token, for another event
+        verifier.verify(token, "other")
+    assert verifier._checked.cache_info().misses == 1  # one signature check for the three
+    monkeypatch.setattr(time, "time", lambda: now + 64.5)  # within the leeway
+    assert verifier.verify(token, "camp").ticket_id == "T"
+    monkeypatch.setattr(time, "time", lambda: now + 65)  # past it
+    with pytest.raises(InvalidAdmission):
+        verifier.verify(token, "camp")
+    with pytest.raises(InvalidAdmission):
+        verifier.verify_any_event(token)
+
+
+def test_a_refused_token_is_checked_in_full_every_time() -> None:
+    signer, _ = _signer()
+    forger, _ = _signer()
+    verifier = AdmissionVerifier({"k1": signer.public_key()})
+    now = int(time.time())
+    forged = forger.sign("camp", "T", 1, now, now + 600)
+    for _ in range(3):
+        with pytest.raises(InvalidAdmission):
+            verifier.verify(forged, "camp")
+    assert verifier._checked.cache_info().currsize == 0
