@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cart_service import families as family_records
 from cart_service.desk import Desk, cart_for_update, changing, open_cart, touch, update_cart
 from cart_service.family_rules import check_payer
-from cart_service.ledger import members
 from cart_service.model import CartSnapshot, CheckoutResult, Line, Receipt, Session
 from cart_service.orders import place_order
 from cart_service.payment_port import CardInput, PaymentResult, PaymentUnreachable
@@ -116,6 +115,6 @@ async def _check_ready(conn: AsyncConnection, cart: Row[Any], lines: list[Line],
         raise Refused("payer_required", "member")
     if cart.conditions_accepted_at_ms is None:
         raise Refused("conditions_not_accepted", "accepted")
-    row = (await conn.execute(select(members).where(members.c.id == cart.payer_member))).one()
+    row = (await conn.execute(family_records.MEMBER, {"member_id": cart.payer_member})).one()
     await check_payer(conn, cart, family_records.member_of(row), now)
     return sum(line.price_cents for line in lines)

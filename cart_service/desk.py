@@ -57,9 +57,27 @@ _CART_FOR_UPDATE = (
 _UPDATE_CART = update(carts).where(carts.c.id == bindparam("cart_id"))
 _TOUCH = _UPDATE_CART.values(
     hold_expires_at_ms=case(
-        (exists().where(cart_items.c.cart_id == bindparam("cart_id")), bindparam("expires")),
+        (
+            exists().where(cart_items.c.cart_id == bindparam("cart_id")),
+            # Typed as the column: untyped, PostgreSQL infers int4 from the ELSE 0, and
+            # asyncpg then refuses a time in milliseconds.
+            bindparam("expires", type_=carts.c.hold_expires_at_ms.type),
+        ),
         else_=0,
     )
+)
+
+# A family's other open carts in the event (every IdentifyFamily looks for them).
+_EARLIER_CARTS = (
+    select(carts.c.id)
+    .where(
+        carts.c.event_id == bindparam("event_id"),
+        carts.c.client_number == bindparam("client"),
+        carts.c.id != bindparam("cart_id"),
+        carts.c.status == "open",
+        carts.c.hold_expires_at_ms > bindparam("now"),
+    )
+    .with_for_update()
 )
 
 
@@ -166,15 +184,13 @@ async def adopt_earlier_carts(
     earlier = (
         (
             await conn.execute(
-                select(carts.c.id)
-                .where(
-                    carts.c.event_id == cart.event_id,
-                    carts.c.client_number == client_number,
-                    carts.c.id != cart.id,
-                    carts.c.status == "open",
-                    carts.c.hold_expires_at_ms > now,
-                )
-                .with_for_update()
+                _EARLIER_CARTS,
+                {
+                    "event_id": cart.event_id,
+                    "client": client_number,
+                    "cart_id": cart.id,
+                    "now": now,
+                },
             )
         )
         .scalars()
@@ -218,13 +234,8 @@ async def touch(desk: Desk, conn: AsyncConnection, cart: Row[Any]) -> None:
     """Every change lengthens the hold (FAQ 8: "chaque modification viendra allonger la
     durée") when the cart holds something: to twenty minutes from now at least, never
     shorter than it was (an extension's time is kept)."""
-    holds_something = exists().where(cart_items.c.cart_id == cart.id)
     until = max(cart.hold_expires_at_ms, desk.clock_ms() + desk.hold_ms)
-    await conn.execute(
-        update(carts)
-        .where(carts.c.id == cart.id)
-        .values(hold_expires_at_ms=case((holds_something, until), else_=0))
-    )
+    await conn.execute(_TOUCH, {"cart_id": cart.id, "expires": until})
 
 
 def day_of(ms: int) -> date:

@@ -108,9 +108,7 @@ async def identify(engine: AsyncEngine, client_number: str, phone: str) -> Famil
 
 async def validated(conn: AsyncConnection, client_number: str) -> bool:
     """Whether the team validated the family's account (only then can it book)."""
-    found = await conn.execute(
-        select(families.c.validated).where(families.c.client_number == client_number)
-    )
+    found = await conn.execute(_VALIDATED, {"client_number": client_number})
     return bool(found.scalar_one_or_none())
 
 
@@ -120,9 +118,30 @@ async def members_of(conn: AsyncConnection, client_number: str) -> list[Member]:
     return [member_of(row) for row in rows]
 
 
+async def members_and_validated(
+    conn: AsyncConnection, client_number: str
+) -> tuple[list[Member], bool]:
+    """``members_of`` and ``validated`` in one query (every cart snapshot needs both)."""
+    rows = (await conn.execute(_MEMBERS_VALIDATED, {"client_number": client_number})).all()
+    people = [member_of(row) for row in rows if row.id is not None]
+    return people, bool(rows) and bool(rows[0].family_validated)
+
+
 _FAMILY = select(families).where(families.c.client_number == bindparam("client_number"))
+_VALIDATED = select(families.c.validated).where(
+    families.c.client_number == bindparam("client_number")
+)
+# One member by id (a cart's payer).
+MEMBER = select(members).where(members.c.id == bindparam("member_id"))
 _MEMBERS = (
     select(members)
     .where(members.c.client_number == bindparam("client_number"))
-    .order_by(members.c.birth_date)
+    .order_by(members.c.birth_date, members.c.id)  # twins: always in the same order
+)
+# From the family's row: one row with no member when it has none.
+_MEMBERS_VALIDATED = (
+    select(members, families.c.validated.label("family_validated"))
+    .select_from(families.outerjoin(members, members.c.client_number == families.c.client_number))
+    .where(families.c.client_number == bindparam("client_number"))
+    .order_by(members.c.birth_date, members.c.id)  # twins: always in the same order
 )

@@ -147,7 +147,7 @@ async def payer_of(
     person = next((m for m in family if m.id == cart.payer_member), None)
     if person is None:
         row = (
-            await conn.execute(select(members).where(members.c.id == cart.payer_member))
+            await conn.execute(family_records.MEMBER, {"member_id": cart.payer_member})
         ).one_or_none()
         if row is None:
             return None
@@ -172,10 +172,10 @@ async def snapshot(conn: AsyncConnection, session: Session, now: int) -> CartSna
         items = await lines_of(conn, cart.id, cart_items, now)
         if cart.status == "open" and 0 < cart.hold_expires_at_ms <= now:
             status, items, released = "expired", [], items
-    people = (
-        []
+    people, family_validated = (
+        ([], True)
         if cart.client_number is None
-        else await family_records.members_of(conn, cart.client_number)
+        else await family_records.members_and_validated(conn, cart.client_number)
     )
     return CartSnapshot(
         event_id=event.id,
@@ -194,9 +194,7 @@ async def snapshot(conn: AsyncConnection, session: Session, now: int) -> CartSna
         locked_until_ms=(cart.locked_until_ms or 0) if status == "paying" else 0,
         cart_number=cart.cart_number or "",
         payment_deferred=bool(event.payment_deferred) or event.mode == "requests",
-        family_validated=(
-            cart.client_number is None or await family_records.validated(conn, cart.client_number)
-        ),
+        family_validated=family_validated,
         waiting=(
             []
             if cart.client_number is None

@@ -8,7 +8,14 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cart_service.families import IdentityError, identify, normalize_phone
+from cart_service.families import (
+    IdentityError,
+    identify,
+    members_and_validated,
+    members_of,
+    normalize_phone,
+)
+from cart_service.families import validated as validated_of
 from cart_service.ledger import families, members
 
 
@@ -70,3 +77,51 @@ async def test_identify(ledger_engine: AsyncEngine) -> None:
         with pytest.raises(IdentityError) as caught:
             await identify(ledger_engine, client, phone)
         assert (caught.value.code, caught.value.field) == (code, field)
+
+
+def _member(id: str, client: str, born: date, relationship: str) -> dict[str, object]:
+    return {
+        "id": id,
+        "client_number": client,
+        "first_name": id,
+        "last_name": "R",
+        "birth_date": born,
+        "relationship": relationship,
+        "class_level": None,
+    }
+
+
+async def test_members_and_validated_agree_with_the_two_queries(ledger_engine: AsyncEngine) -> None:
+    """A snapshot reads a family's members and its validated flag in one query: the same
+    answer as the two queries, for a family with members (twins ordered by id), a family
+    not validated yet, and a family with no member."""
+    twins = date(2018, 5, 1)
+    async with ledger_engine.begin() as conn:
+        await conn.execute(
+            insert(families),
+            [
+                {"client_number": "100001", "principal_phone": "+14188392002", "validated": True},
+                {"client_number": "100002", "principal_phone": "+14188392003", "validated": False},
+                {"client_number": "100003", "principal_phone": "+14188392004", "validated": True},
+            ],
+        )
+        await conn.execute(
+            insert(members),
+            [
+                _member("T2", "100001", twins, "child"),
+                _member("T1", "100001", twins, "child"),
+                _member("M1", "100001", date(1980, 1, 1), "responsible"),
+                _member("N1", "100002", date(1982, 1, 1), "responsible"),
+            ],
+        )
+    async with ledger_engine.connect() as conn:
+        for client, ids, ok in [
+            ("100001", ["M1", "T1", "T2"], True),
+            ("100002", ["N1"], False),
+            ("100003", [], True),
+            ("999999", [], False),
+        ]:
+            people, validated = await members_and_validated(conn, client)
+            assert ([m.id for m in people], validated) == (ids, ok), client
+            assert people == await members_of(conn, client)
+            assert validated == await validated_of(conn, client)
