@@ -21,7 +21,7 @@ from cart_service.family_rules import booking_member
 from cart_service.ledger import cart_items, carts, waiting_list
 from cart_service.model import CartSnapshot, Outcome, Session
 from cart_service.orders import ordering_phase, reserved_counts, standing_bookings
-from cart_service.seats import Candidate, candidates, lock_activities
+from cart_service.seats import Candidate, candidates, first_look, lock_activities, take_seats
 from cart_service.snapshots import cart_row, event_row, live_items
 from waitroom.db import reading, writing
 from waitroom.metrics import CART_EXPIRED, CART_EXTENSIONS, CART_HOLDS
@@ -51,30 +51,96 @@ async def add_items(
         await _one_child_per_order(conn, event, cart.id, member.id)
         if event.mode == "requests":
             await ordering_phase(conn, event.id, cart.client_number, member, now)
-        await lock_activities(conn, session.event_id, wanted)
-        found = await candidates(conn, session.event_id, wanted, member.id, now)
-        results = {a: _outcome(a, found.get(a), cart.id, member) for a in wanted}
-        if event.mode == "requests":
-            results = await _as_requests(conn, results, found, member.id)
-        # Already held here (a retry of this very call, a second click): held, once.
-        mine = {a for a in wanted if a in found and found[a].holder == cart.id}
-        held = [
-            found[a].activity for a, o in results.items() if o.outcome == "held" and a not in mine
-        ]
-        if held:
-            await conn.execute(
-                insert(cart_items),
-                [
-                    {"cart_id": cart.id, "activity_id": act.id, "participant": member.id,
-                     "price_cents": act.price_cents}
-                    for act in held
-                ],
-            )  # fmt: skip
-            await touch(desk, conn, cart)
+        if event.mode != "requests" and conn.dialect.name == "postgresql":
+            results = await _take_seats(desk, conn, cart, member, wanted, now)
+        else:
+            results = await _take_locked(desk, conn, event, cart, member, wanted, now)
     snapshot = change.cart
     for outcome in results.values():
         CART_HOLDS.labels(session.event_id, outcome.outcome).inc()
     return snapshot, [results[a] for a in wanted]
+
+
+async def _take_locked(
+    desk: Desk,
+    conn: AsyncConnection,
+    event: Row[Any],
+    cart: Row[Any],
+    member: family_records.Member,
+    wanted: list[str],
+    now: int,
+) -> dict[str, Outcome]:
+    """``add_items``'s answers, counted with the activities locked from the count to the
+    commit: SQLite (where the transaction holds the write lock anyway), and requests."""
+    await lock_activities(conn, cart.event_id, wanted)
+    found = await candidates(conn, cart.event_id, wanted, member.id, now)
+    results = {a: _outcome(a, found.get(a), cart.id, member) for a in wanted}
+    if event.mode == "requests":
+        results = await _as_requests(conn, results, found, member.id)
+    await _hold(desk, conn, cart, member, [found[a].activity for a in _new(results, found, cart)])
+    return results
+
+
+async def _take_seats(
+    desk: Desk,
+    conn: AsyncConnection,
+    cart: Row[Any],
+    member: family_records.Member,
+    wanted: list[str],
+    now: int,
+) -> dict[str, Outcome]:
+    """``add_items``'s answers on PostgreSQL: a first look without locks or counts finds
+    what the participant may ask for; those activities are then locked and their free
+    seats taken in one statement that counts (``seats.take_seats``), so the rows every
+    family wants stay locked two round trips. An activity it took no seat in (full, or
+    the participant put in another cart meanwhile) is counted under the lock and
+    answered from that count, as on the locked path."""
+    found = await first_look(conn, cart.event_id, wanted, member.id, now)
+    results = {a: _outcome(a, found.get(a), cart.id, member) for a in wanted}
+    tried = _new(results, found, cart)
+    if not tried:
+        return results
+    await lock_activities(conn, cart.event_id, tried)
+    until = max(cart.hold_expires_at_ms, desk.clock_ms() + desk.hold_ms)
+    taken = await take_seats(conn, cart.event_id, tried, cart.id, member.id, now, until)
+    lost = [a for a in tried if a not in taken]
+    if lost:
+        again = await candidates(conn, cart.event_id, lost, member.id, now)
+        recounted = {a: _outcome(a, again.get(a), cart.id, member) for a in lost}
+        results.update(recounted)
+        # A seat freed between the two statements (a line removed): taken as usual.
+        await _hold(
+            desk, conn, cart, member, [again[a].activity for a in _new(recounted, again, cart)]
+        )
+    return results
+
+
+def _new(results: dict[str, Outcome], found: dict[str, Candidate], cart: Row[Any]) -> list[str]:
+    """The activities answered "held" that this cart does not hold yet, in asked order: one
+    it holds already (a retry of this very call, a second click) is held once."""
+    return [a for a, o in results.items() if o.outcome == "held" and found[a].holder != cart.id]
+
+
+async def _hold(
+    desk: Desk,
+    conn: AsyncConnection,
+    cart: Row[Any],
+    member: family_records.Member,
+    acts: Sequence[Row[Any]],
+) -> None:
+    """A seat in each of ``acts`` for ``member`` in ``cart``, counted free under the lock,
+    and the hold lengthened."""
+    if not acts:
+        return
+    await conn.execute(
+        insert(cart_items),
+        [
+            {"cart_id": cart.id, "activity_id": act.id, "participant": member.id,
+             "price_cents": act.price_cents}
+            for act in acts
+        ],
+    )  # fmt: skip
+    await touch(desk, conn, cart)
 
 
 async def duplicate(

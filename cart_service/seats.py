@@ -23,7 +23,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cart_service.ledger import (
@@ -158,7 +170,7 @@ class Candidate:
         return bool(self.taken + self.queued >= self.activity.capacity)
 
 
-def _candidates_query() -> Any:
+def _candidates_query(counted: bool = True) -> Any:
     now: Any = bindparam("now")
     participant: Any = bindparam("participant")
     registered = (
@@ -185,7 +197,8 @@ def _candidates_query() -> Any:
         .scalar_subquery()
         .label("holder")
     )
-    return select(activities, taken_column(now), waiting_column(), registered, holder).where(
+    counts = (taken_column(now), waiting_column()) if counted else ()
+    return select(activities, *counts, registered, holder).where(
         activities.c.event_id == bindparam("event_id"),
         activities.c.id.in_(bindparam("ids", expanding=True)),
     )
@@ -193,6 +206,7 @@ def _candidates_query() -> Any:
 
 # Built once: every cart call that takes a seat runs it (construction is half the cost).
 _CANDIDATES = _candidates_query()
+_UNCOUNTED = _candidates_query(counted=False)
 
 
 async def candidates(
@@ -207,6 +221,99 @@ async def candidates(
         )
         for row in (await conn.execute(_CANDIDATES, params)).all()
     }
+
+
+async def first_look(
+    conn: AsyncConnection, event_id: str, ids: Sequence[str], participant: str, now: int
+) -> dict[str, Candidate]:
+    """``candidates`` without the seats counted (``taken`` and ``queued`` 0: none is
+    ``full``), with no lock: what to try with ``take_seats``, which counts. The counts
+    are the costly part of the query on PostgreSQL (a registration count visits every
+    registration of the activity), so a call that takes its seats counts once."""
+    params = {"event_id": event_id, "ids": list(ids), "participant": participant, "now": now}
+    return {
+        row.id: Candidate(row, 0, bool(row.registered_self), row.holder)
+        for row in (await conn.execute(_UNCOUNTED, params)).all()
+    }
+
+
+def _take_seats_statement() -> Any:
+    """PostgreSQL: the seats of ``ids`` that are still free, taken for the participant,
+    and the cart's hold moved to ``until`` when one was; the ids taken. One statement:
+    the INSERT ... SELECT counts as ``candidates`` does (a registration, a live hold, an
+    open offer or a waiting family takes a seat; the participant is in no live cart and
+    not registered), and the UPDATE rides in the same WITH (it runs whatever the outer
+    SELECT reads, PostgreSQL's rule for data-modifying WITH). No parameter is named as a
+    column of the tables written: SQLAlchemy would read it as a value to set."""
+    now: Any = bindparam("now")
+    participant: Any = bindparam("member", type_=String)
+    cart_id: Any = bindparam("cart", type_=String)
+    registered = exists().where(
+        registrations.c.activity_id == activities.c.id,
+        registrations.c.participant == participant,
+    )
+    held = exists(
+        select(cart_items.c.id)
+        .select_from(cart_items.join(carts, carts.c.id == cart_items.c.cart_id))
+        .where(
+            cart_items.c.activity_id == activities.c.id,
+            cart_items.c.participant == participant,
+            live(now),
+        )
+    )
+    free = select(cart_id, activities.c.id, participant, activities.c.price_cents).where(
+        activities.c.event_id == bindparam("event"),
+        activities.c.id.in_(bindparam("ids", expanding=True)),
+        ~registered,
+        ~held,
+        taken_column(now) + waiting_column() < activities.c.capacity,
+    )
+    taken = (
+        postgresql.insert(cart_items)
+        .from_select(["cart_id", "activity_id", "participant", "price_cents"], free)
+        .returning(cart_items.c.activity_id)
+        .cte("taken")
+    )
+    touched = (
+        update(carts)
+        .where(carts.c.id == cart_id, exists(select(taken.c.activity_id)))
+        .values(hold_expires_at_ms=bindparam("until", type_=carts.c.hold_expires_at_ms.type))
+        .returning(carts.c.id)
+        .cte("touched")
+    )
+    return select(taken.c.activity_id).add_cte(touched)
+
+
+_TAKE_SEATS = _take_seats_statement()
+
+
+async def take_seats(
+    conn: AsyncConnection,
+    event_id: str,
+    ids: Sequence[str],
+    cart_id: str,
+    participant: str,
+    now: int,
+    until: int,
+) -> set[str]:
+    """PostgreSQL: take a seat in each of the event's activities ``ids`` that still has one
+    for ``participant``, in ``cart_id``, whose hold then runs to ``until``; the ids taken.
+    Call ``lock_activities(ids)`` first, in the same transaction: this statement starts
+    after the lock is granted, so it sees every seat taken before.
+
+    With it the activity rows every family wants stay locked for two round trips (this
+    statement and the commit) instead of four (count, insert, touch, commit): under
+    load each round trip waits for a turn of the replica's event loop, and every other
+    family that wants the week waits behind it."""
+    params = {
+        "event": event_id,
+        "ids": list(ids),
+        "cart": cart_id,
+        "member": participant,
+        "now": now,
+        "until": until,
+    }
+    return set((await conn.execute(_TAKE_SEATS, params)).scalars().all())
 
 
 async def seat_levels(engine: AsyncEngine, now: int) -> list[tuple[str, str, int, int, int]]:
