@@ -1,7 +1,8 @@
-"""On PostgreSQL a cart call first counts without locks, then locks the activities it
-will take a seat in and takes them in one statement (``seats.take_seats``). These tests
-put another family's change between the first count and the lock, where the locks leave
-room for it, and check that the answer and the seats come from the count under the lock.
+"""On PostgreSQL a cart call first looks, without locks or counts, at what the child
+may ask for, then locks those activities and takes their free seats in one statement
+(``seats.take_seats``). These tests put another family's change between the first look
+and the lock, where the locks leave room for it, and check that the answer and the
+seats come from the count under the lock.
 PostgreSQL only: on SQLite the transaction holds the write lock from its first
 statement, so nothing can come between."""
 
@@ -66,11 +67,11 @@ def ids(cart: CartSnapshot) -> list[str]:
     return [line.activity.id for line in cart.items]
 
 
-async def test_the_last_seat_taken_after_the_first_count_is_full(
+async def test_the_last_seat_taken_after_the_first_look_is_full(
     desk: Desk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """b78-w1 has one place: the first count sees it free, another family takes it before
-    the lock; the answer is "full", and the other week asked in the same call is held."""
+    """b78-w1 has one place: after the first look, another family takes it before the
+    lock; the answer is "full", and the other week asked in the same call is held."""
     await family_rules.identify(desk, SECOND, "900001", "418 555-0001")
 
     async def other_family() -> None:
