@@ -170,21 +170,18 @@ class Candidate:
         return bool(self.taken + self.queued >= self.activity.capacity)
 
 
-def _candidates_query(counted: bool = True) -> Any:
-    now: Any = bindparam("now")
-    participant: Any = bindparam("participant")
-    registered = (
-        select(func.count())
-        .select_from(registrations)
-        .where(
-            registrations.c.activity_id == activities.c.id,
-            registrations.c.participant == participant,
-        )
-        .correlate(activities)
-        .scalar_subquery()
-        .label("registered_self")
+def _registration_of(participant: Any) -> tuple[ColumnElement[bool], ...]:
+    """The conditions on ``registrations`` for ``participant``'s registration in the
+    enclosing query's activity."""
+    return (
+        registrations.c.activity_id == activities.c.id,
+        registrations.c.participant == participant,
     )
-    holder = (
+
+
+def _hold_of(participant: Any, now: Any) -> Any:
+    """The carts of ``participant``'s live holds of the enclosing query's activity."""
+    return (
         select(cart_items.c.cart_id)
         .select_from(cart_items.join(carts, carts.c.id == cart_items.c.cart_id))
         .where(
@@ -192,11 +189,22 @@ def _candidates_query(counted: bool = True) -> Any:
             cart_items.c.participant == participant,
             live(now),
         )
-        .limit(1)
+        .correlate(activities)
+    )
+
+
+def _candidates_query(counted: bool = True) -> Any:
+    now: Any = bindparam("now")
+    participant: Any = bindparam("participant")
+    registered = (
+        select(func.count())
+        .select_from(registrations)
+        .where(*_registration_of(participant))
         .correlate(activities)
         .scalar_subquery()
-        .label("holder")
+        .label("registered_self")
     )
+    holder = _hold_of(participant, now).limit(1).scalar_subquery().label("holder")
     counts = (taken_column(now), waiting_column()) if counted else ()
     return select(activities, *counts, registered, holder).where(
         activities.c.event_id == bindparam("event_id"),
@@ -248,24 +256,11 @@ def _take_seats_statement() -> Any:
     now: Any = bindparam("now")
     participant: Any = bindparam("member", type_=String)
     cart_id: Any = bindparam("cart", type_=String)
-    registered = exists().where(
-        registrations.c.activity_id == activities.c.id,
-        registrations.c.participant == participant,
-    )
-    held = exists(
-        select(cart_items.c.id)
-        .select_from(cart_items.join(carts, carts.c.id == cart_items.c.cart_id))
-        .where(
-            cart_items.c.activity_id == activities.c.id,
-            cart_items.c.participant == participant,
-            live(now),
-        )
-    )
     free = select(cart_id, activities.c.id, participant, activities.c.price_cents).where(
         activities.c.event_id == bindparam("event"),
         activities.c.id.in_(bindparam("ids", expanding=True)),
-        ~registered,
-        ~held,
+        ~exists().where(*_registration_of(participant)),
+        ~_hold_of(participant, now).exists(),
         taken_column(now) + waiting_column() < activities.c.capacity,
     )
     taken = (
