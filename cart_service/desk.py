@@ -230,12 +230,17 @@ async def adopt_earlier_carts(
     return moved
 
 
+def lengthened_hold(desk: Desk, cart: Row[Any]) -> int:
+    """Where a change moves the end of ``cart``'s hold (FAQ 8: "chaque modification
+    viendra allonger la durée"): to twenty minutes from now at least, never shorter than
+    it was (an extension's time is kept)."""
+    return max(int(cart.hold_expires_at_ms), desk.clock_ms() + desk.hold_ms)
+
+
 async def touch(desk: Desk, conn: AsyncConnection, cart: Row[Any]) -> None:
-    """Every change lengthens the hold (FAQ 8: "chaque modification viendra allonger la
-    durée") when the cart holds something: to twenty minutes from now at least, never
-    shorter than it was (an extension's time is kept)."""
-    until = max(cart.hold_expires_at_ms, desk.clock_ms() + desk.hold_ms)
-    await conn.execute(_TOUCH, {"cart_id": cart.id, "expires": until})
+    """Every change lengthens the hold (``lengthened_hold``) when the cart holds
+    something; an empty cart's hold ends."""
+    await conn.execute(_TOUCH, {"cart_id": cart.id, "expires": lengthened_hold(desk, cart)})
 
 
 def day_of(ms: int) -> date:

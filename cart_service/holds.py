@@ -16,7 +16,7 @@ from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cart_service import families as family_records
-from cart_service.desk import Desk, changing, open_cart, touch
+from cart_service.desk import Desk, changing, lengthened_hold, open_cart, touch
 from cart_service.family_rules import booking_member
 from cart_service.ledger import cart_items, carts, waiting_list
 from cart_service.model import CartSnapshot, Outcome, Session
@@ -101,7 +101,7 @@ async def _take_seats(
     if not tried:
         return results
     await lock_activities(conn, cart.event_id, tried)
-    until = max(cart.hold_expires_at_ms, desk.clock_ms() + desk.hold_ms)
+    until = lengthened_hold(desk, cart)
     taken = await take_seats(conn, cart.event_id, tried, cart.id, member.id, now, until)
     lost = [a for a in tried if a not in taken]
     if lost:
